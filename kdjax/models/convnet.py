@@ -1,0 +1,64 @@
+"""Small VGG-style CNNs for the offline default (Fashion-MNIST): fast enough to train on 2 CPU cores.
+
+Feature names follow the zoo convention: `stem`, `blocks[i]` (one per stage), `avg_pool`, `logits`.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from kdjax.models.features import record
+from kdjax.models.registry import register_model
+
+
+class ConvBN(nn.Module):
+    features: int
+    kernel: int = 3
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = nn.Conv(self.features, (self.kernel, self.kernel), padding="SAME", use_bias=False)(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
+        return nn.relu(x)
+
+
+class ConvNet(nn.Module):
+    """stem conv, then one stage per width (conv-BN-ReLU ×depth, 2×2 max-pool between stages), GAP, linear."""
+
+    widths: Sequence[int] = (32, 64, 128)
+    depth: int = 2
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = ConvBN(self.widths[0], name="stem_conv")(x, train)
+        record(self, "stem", x)
+        for i, width in enumerate(self.widths):
+            if i > 0:
+                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            for j in range(self.depth):
+                x = ConvBN(width, name=f"stage{i}_conv{j}")(x, train)
+            record(self, f"blocks[{i}]", x)
+        x = jnp.mean(x, axis=(1, 2))
+        record(self, "avg_pool", x)
+        x = nn.Dense(self.num_classes, name="fc")(x)
+        record(self, "logits", x)
+        return x
+
+
+@register_model("convnet_teacher")
+def convnet_teacher(num_classes: int = 10, **kw):
+    """~290k params: reaches ~91-92% on Fashion-MNIST in a few CPU minutes."""
+    return ConvNet(widths=(32, 64, 128), depth=2, num_classes=num_classes, **kw)
+
+
+@register_model("convnet_student")
+def convnet_student(num_classes: int = 10, **kw):
+    """~5k params: small enough to leave room below the teacher."""
+    return ConvNet(widths=(8, 16, 32), depth=1, num_classes=num_classes, **kw)
+
+
+@register_model("ConvNet")
+def convnet(**kw):
+    return ConvNet(**kw)
