@@ -15,10 +15,11 @@ from kdjax.models.registry import register_model
 class ConvBN(nn.Module):
     features: int
     kernel: int = 3
+    stride: int = 1
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.Conv(self.features, (self.kernel, self.kernel), padding="SAME", use_bias=False)(x)
+        x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.stride, padding="SAME", use_bias=False)(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
         return nn.relu(x)
 
@@ -29,10 +30,11 @@ class ConvNet(nn.Module):
     widths: Sequence[int] = (32, 64, 128)
     depth: int = 2
     num_classes: int = 10
+    stem_stride: int = 1
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = ConvBN(self.widths[0], name="stem_conv")(x, train)
+        x = ConvBN(self.widths[0], stride=self.stem_stride, name="stem_conv")(x, train)
         record(self, "stem", x)
         for i, width in enumerate(self.widths):
             if i > 0:
@@ -49,13 +51,15 @@ class ConvNet(nn.Module):
 
 @register_model("convnet_teacher")
 def convnet_teacher(num_classes: int = 10, **kw):
-    """~290k params: reaches ~91-92% on Fashion-MNIST in a few CPU minutes."""
-    return ConvNet(widths=(32, 64, 128), depth=2, num_classes=num_classes, **kw)
+    """Stride-2 stem keeps the maps at 14×14 and smaller: fast enough to train on 2 CPU cores in minutes."""
+    kw.setdefault("stem_stride", 2)
+    return ConvNet(widths=(32, 64, 128), depth=1, num_classes=num_classes, **kw)
 
 
 @register_model("convnet_student")
 def convnet_student(num_classes: int = 10, **kw):
-    """~5k params: small enough to leave room below the teacher."""
+    """A few thousand params: small enough to leave room below the teacher."""
+    kw.setdefault("stem_stride", 2)
     return ConvNet(widths=(8, 16, 32), depth=1, num_classes=num_classes, **kw)
 
 

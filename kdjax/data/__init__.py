@@ -1,0 +1,1 @@
+"""Input pipelines: sources (IDX, TFDS, list files) → grain transforms → global batches."""
