@@ -39,6 +39,8 @@ def base_config():
         train_split="train",
         test_split="test",
         num_classes=0,            # 0: from the dataset
+        train_limit=0,            # > 0: use only the first N training examples (smoke tests)
+        test_limit=0,
         mean=FASHION_MNIST_MEAN,
         std=FASHION_MNIST_STD,
         augment="flip",           # none | flip | crop_flip

@@ -61,8 +61,36 @@ class TfdsSource:
         return {"image": record["image"], "label": int(record["label"])}
 
 
+class LimitedSource:
+    """The first `limit` examples of a source (smoke tests, quick looks)."""
+
+    def __init__(self, source, limit: int):
+        self._source, self._n = source, min(limit, len(source))
+        self.description = f"{source.description}, first {self._n}"
+
+    def __len__(self):
+        return self._n
+
+    def __getitem__(self, index):
+        if index >= self._n:
+            raise IndexError(index)
+        return self._source[index]
+
+
 def open_source(data, split: str):
-    """Return (source, DatasetInfo) for `split` ("train" or "test") following `config.data`."""
+    """Return (source, DatasetInfo) for `split` ("train" or "test") following `config.data`.
+
+    `config.data.<split>_limit` > 0 keeps only the first that many examples.
+    """
+    source, info = _open_source(data, split)
+    limit = int(data.get(f"{split}_limit", 0) or 0)
+    if limit:
+        source = LimitedSource(source, limit)
+        info = dataclasses.replace(info, description=source.description)
+    return source, info
+
+
+def _open_source(data, split: str):
     name = data.get("name", "fashion_mnist")
     kind = data.get("source", "auto")
     split_name = data.get(f"{split}_split", split)
