@@ -32,19 +32,34 @@ def base_config():
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.data = dict(
-        name="fashion_mnist",
-        source="auto",            # auto: prepared TFDS dir, else IDX files (Debian package, or data_dir)
+        name="fashion_mnist",     # TFDS name (source=tfds), or a label for list/IDX data
+        source="auto",            # auto | tfds | list | idx; auto: prepared TFDS dir, else list files if root is
+                                  # set, else IDX files (data_dir, then Debian's /usr/share/datasets/fashion-mnist)
         tfds_data_dir=config_dict.placeholder(str),
-        data_dir=config_dict.placeholder(str),
-        train_split="train",
+        data_dir=config_dict.placeholder(str),   # a folder of IDX files
+        train_split="train",      # TFDS / IDX split names
         test_split="test",
-        num_classes=0,            # 0: from the dataset
+        root=config_dict.placeholder(str),        # list files: image root (PaddleClas image_root)
+        train_list="train_list.txt",              # list files: `relative/path label` per line; relative to root
+        test_list="val_list.txt",
+        label_names_file=config_dict.placeholder(str),  # one class name per line (`id name` lines work too)
+        unlabeled_list=config_dict.placeholder(str),    # SSLD (list files): e.g. train_list_unlabel.txt
+        unlabeled_split=config_dict.placeholder(str),   # SSLD (TFDS): a split of unlabeled images
+        unlabeled_ratio=0.5,      # SSLD: fraction of training records drawn from the unlabeled data
+        num_classes=0,            # 0: from the dataset (list files need it, or label_names_file)
         train_limit=0,            # > 0: use only the first N training examples (smoke tests)
         test_limit=0,
         mean=FASHION_MNIST_MEAN,
         std=FASHION_MNIST_STD,
-        augment="flip",           # none | flip | crop_flip
+        augment="flip",           # none | flip | crop_flip | cifar | imagenet
+        image_size=0,             # 0: the images' own size; variable-size images (JPEG lists) need one, e.g. 224
+        eval_crop_ratio=0.875,    # eval resize: shorter side to image_size / ratio, then centre crop
+        crop_scale=(0.08, 1.0),   # augment=imagenet: random-resized crop area range
+        mixup_alpha=0.0,          # > 0: mixup; batches gain "soft_label" float32 [N, num_classes]
+        cutmix_alpha=0.0,         # > 0: cutmix (with both: one of them per batch, 50/50)
+        skip_bad_images=False,    # True: replace undecodable/missing images by the next good one, and count them
         num_threads=2,
+        num_workers=0,            # grain worker processes (0: threads only)
         prefetch=4,
     )
     c.models = ml_collections.ConfigDict()
@@ -60,6 +75,7 @@ def base_config():
         eval_batch_size=500,
         nonfinite="stop",        # stop | skip: what a NaN/inf loss does (skip drops the update, up to max_skipped)
         max_skipped=10,
+        stop_after_steps=0,      # > 0: checkpoint and stop after this many steps in this invocation (time-sliced jobs)
     )
     c.optim = dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
                    warmup_epochs=0.0, milestones=(), decay_rate=0.1, grad_clip_norm=0.0)

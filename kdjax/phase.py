@@ -130,6 +130,7 @@ class Phase:
         eval_every = max(1, int(round(float(tcfg.eval_every_epochs) * pipe.steps_per_epoch)))
         meta = {"desc": self.desc, "total_steps": pipe.total_steps}
         wait, loop_start, last_eval = 0.0, time.perf_counter(), None
+        stop_after = int(tcfg.get("stop_after_steps", 0) or 0)
         step = start
         try:
             with _Preemption() as preempt:
@@ -151,9 +152,12 @@ class Phase:
                     if step % int(tcfg.checkpoint_every_steps) == 0 or last or preempt.requested:
                         self._check_finite(state, metrics, ckpts)
                         ckpts.save(step, state, data_iter, meta)
+                    if stop_after and step - start >= stop_after and not last:
+                        preempt.requested = True
+                        ckpts.save(step, state, data_iter, meta)
                     if preempt.requested and not last:
                         ckpts.wait()
-                        runlog.message(f"[{self.desc}] SIGTERM: saved step {step} in {ckpts.directory}; "
+                        runlog.message(f"[{self.desc}] stopping early: saved step {step} in {ckpts.directory}; "
                                        f"run the same command again to resume")
                         return {"preempted": True, "step": step}
         finally:

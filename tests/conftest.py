@@ -1,0 +1,46 @@
+"""Shared test fixtures: repo paths and a tiny, real-data version of the default config."""
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(REPO), "shared")
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+
+def load_config(path: str, arg: str = None):
+    """What `--config=path[:arg]` gives, without absl flags."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], os.path.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def tiny(config, *, train_limit=1024, test_limit=500, batch=64, epochs=2.0, pretrain_epochs=2.0):
+    """Shrink a config to a few seconds of real training on the first images of its dataset."""
+    with config.unlocked():
+        config.data.train_limit = train_limit
+        config.data.test_limit = test_limit
+        config.train.batch_size = batch
+        config.train.epochs = epochs
+        config.train.log_every_steps = 5
+        config.train.checkpoint_every_steps = 5
+        config.train.eval_batch_size = 250
+        config.pretrain.batch_size = batch
+        config.pretrain.epochs = pretrain_epochs
+    return config
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    return SHARED
