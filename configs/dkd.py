@@ -1,12 +1,20 @@
-"""DKD (Decoupled Knowledge Distillation, CVPR 2022): ground-truth CE + DKD, frozen teacher.
+"""DKD (Decoupled Knowledge Distillation, Zhao et al., CVPR 2022): ground-truth CE + DKD, frozen teacher.
 
-Counterpart of PaddleClas' resnet34_distill_resnet18_dkd.yaml (seed document 1.2.5):
-  DistillationGTCELoss weight 1.0 on Student; DistillationDKDLoss weight 1.0, T=1, alpha=1, beta=1.
+Seed document 1.2.5, resnet34_distill_resnet18_dkd.yaml, line by line:
+  Teacher ResNet34 frozen, pretrained    → models.Teacher (frozen, init)
+  Student ResNet18                       → models.Student
+  DistillationGTCELoss weight 1.0 [Student]                       → losses.gt_ce
+  DistillationDKDLoss weight 1.0, T=1, alpha=1, beta=1            → losses.dkd
+  infer_model_name: Student              → export_model
 
   --config=configs/dkd.py            offline default: Fashion-MNIST, small CNNs, teacher trained first
+  --config=configs/dkd.py:imagenet   the seed's ImageNet recipe (give --config.models.Teacher.init)
+  --config=configs/dkd.py:cifar100   mdistiller's CIFAR-100 recipe: resnet32x4 → resnet8x4, T=4, beta=8,
+                                     warm-up 20 epochs, CE weight 1 (give the teacher init and a TFDS dir)
 """
 
 from kdjax.config_defaults import base_config, loss_entry, model_entry
+from kdjax.config_presets import cifar100, imagenet, unknown_preset
 
 
 def get_config(arg=None):
@@ -16,6 +24,12 @@ def get_config(arg=None):
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])
     c.losses.dkd = loss_entry("dkd", 1.0, pairs=[["Student", "Teacher"]], temperature=1.0, alpha=1.0, beta=1.0)
     c.export_model = "Student"
-    if arg:
-        raise ValueError(f"configs/dkd.py has no preset {arg!r}")
+    if arg == "imagenet":
+        imagenet(c)
+    elif arg == "cifar100":
+        cifar100(c)
+        c.losses.dkd = loss_entry("dkd", 1.0, pairs=[["Student", "Teacher"]], temperature=4.0, alpha=1.0,
+                                  beta=8.0, warmup_epochs=20)
+    elif arg:
+        raise unknown_preset("configs/dkd.py", arg, ["imagenet", "cifar100"])
     return c

@@ -18,13 +18,24 @@ def model_entry(arch: str, *, frozen: bool = False, init: str = "", capture=(), 
                                           kwargs=dict(kwargs)))
 
 
-def loss_entry(type_: str, weight: float = 1.0, *, pairs=None, models=None, key: str = "logits", **params):
-    """One loss: `type` from the loss registry, applied to model pairs (or single models) on output `key`."""
+def loss_entry(type_: str, weight: float = 1.0, *, pairs=None, models=None, key: str = "logits", s_key=None,
+               t_key=None, s_keys=None, t_keys=None, **params):
+    """One loss: `type` from the loss registry, applied to model pairs (or single models) on output `key`.
+
+    `s_key`/`t_key` pick different outputs of the student and teacher (PaddleClas DistillationPairLoss);
+    `s_keys`/`t_keys` list several (AFD). Everything else is a hyper-parameter of the loss.
+    """
     entry = dict(type=type_, weight=float(weight), key=key, params=dict(params))
     if pairs is not None:
         entry["pairs"] = [list(p) for p in pairs]
     if models is not None:
         entry["models"] = list(models)
+    for name, value in (("s_key", s_key), ("t_key", t_key)):
+        if value is not None:
+            entry[name] = value
+    for name, value in (("s_keys", s_keys), ("t_keys", t_keys)):
+        if value is not None:
+            entry[name] = list(value)
     return ml_collections.ConfigDict(entry)
 
 

@@ -1,0 +1,29 @@
+"""DML (Zhang et al., CVPR 2018): two models of the same architecture learn from each other; no frozen teacher.
+
+Seed document 1.2.2, PPLCNet_x2_5_dml.yaml, line by line:
+  Teacher PPLCNet_x2_5, not frozen, not pretrained → models.Teacher (frozen=False)
+  Student PPLCNet_x2_5, not frozen, not pretrained → models.Student
+  DistillationGTCELoss weight 1.0 [Student, Teacher]              → losses.gt_ce
+  DistillationDMLLoss weight 1.0, pairs [Student, Teacher]        → losses.dml
+
+  --config=configs/dml.py            offline default: two small CNNs on Fashion-MNIST
+  --config=configs/dml.py:imagenet   two PPLCNet_x2_5 on ImageNet-1k
+"""
+
+from kdjax.config_defaults import base_config, loss_entry, model_entry
+from kdjax.config_presets import imagenet, unknown_preset
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.models.Teacher = model_entry("convnet_student")
+    c.models.Student = model_entry("convnet_student")
+    c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student", "Teacher"])
+    c.losses.dml = loss_entry("dml", 1.0, pairs=[["Student", "Teacher"]])
+    c.export_model = "Student"
+    if arg == "imagenet":
+        imagenet(c, teacher="PPLCNet_x2_5", student="PPLCNet_x2_5")
+        c.models.Teacher = model_entry("PPLCNet_x2_5")
+    elif arg:
+        raise unknown_preset("configs/dml.py", arg, ["imagenet"])
+    return c

@@ -1,0 +1,30 @@
+"""KD (Hinton et al., 2015): ground-truth CE + temperature-scaled KL divergence to a frozen teacher.
+
+The seed's KL-divergence entry (as used in its AFD recipe, 1.2.4):
+  DistillationGTCELoss weight 1.0 [Student]                       → losses.gt_ce
+  DistillationKLDivLoss weight 0.9, T=4, pairs [Student, Teacher] → losses.kd
+
+  --config=configs/kd.py             offline default (Fashion-MNIST, teacher trained first)
+  --config=configs/kd.py:imagenet    ResNet34 → ResNet18 (give --config.models.Teacher.init)
+  --config=configs/kd.py:cifar100    resnet32x4 → resnet8x4, mdistiller KD: CE 0.1 + KD 0.9, T=4
+"""
+
+from kdjax.config_defaults import base_config, loss_entry, model_entry
+from kdjax.config_presets import cifar100, imagenet, unknown_preset
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train")
+    c.models.Student = model_entry("convnet_student")
+    c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])
+    c.losses.kd = loss_entry("kd", 0.9, pairs=[["Student", "Teacher"]], temperature=4.0)
+    c.export_model = "Student"
+    if arg == "imagenet":
+        imagenet(c)
+    elif arg == "cifar100":
+        cifar100(c)
+        c.losses.gt_ce.weight = 0.1
+    elif arg:
+        raise unknown_preset("configs/kd.py", arg, ["imagenet", "cifar100"])
+    return c

@@ -1,0 +1,33 @@
+"""UDML (PaddleCV): DML on logits plus an l2 distance between named intermediate features of both models.
+
+Seed document 1.2.3, line by line:
+  Teacher/Student PPLCNet_x2_5, not frozen, return_patterns [blocks3..blocks6] → models.*.capture
+  DistillationGTCELoss weight 1.0, key logits, [Student, Teacher]  → losses.gt_ce
+  DistillationDMLLoss weight 1.0, key logits, pairs [Student, Teacher] → losses.dml
+  DistillationDistanceLoss weight 1.0, key blocks5, pairs [Student, Teacher] (l2) → losses.distance
+
+  --config=configs/udml.py           offline default: two small CNNs, distance on blocks[1]
+  --config=configs/udml.py:imagenet  two PPLCNet_x2_5, distance on blocks5
+"""
+
+from kdjax.config_defaults import base_config, loss_entry, model_entry
+from kdjax.config_presets import imagenet, unknown_preset
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.models.Teacher = model_entry("convnet_student", capture=["blocks[0]", "blocks[1]", "blocks[2]"])
+    c.models.Student = model_entry("convnet_student", capture=["blocks[0]", "blocks[1]", "blocks[2]"])
+    c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student", "Teacher"], key="logits")
+    c.losses.dml = loss_entry("dml", 1.0, pairs=[["Student", "Teacher"]], key="logits")
+    c.losses.distance = loss_entry("distance", 1.0, pairs=[["Student", "Teacher"]], key="blocks[1]", mode="l2")
+    c.export_model = "Student"
+    if arg == "imagenet":
+        imagenet(c)
+        blocks = ["blocks3", "blocks4", "blocks5", "blocks6"]
+        c.models.Teacher = model_entry("PPLCNet_x2_5", capture=blocks)
+        c.models.Student = model_entry("PPLCNet_x2_5", capture=blocks)
+        c.losses.distance.key = "blocks5"
+    elif arg:
+        raise unknown_preset("configs/udml.py", arg, ["imagenet"])
+    return c
