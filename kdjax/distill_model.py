@@ -86,9 +86,10 @@ class DistillationModel:
         sub = self.submodels[name]
 
         def run(x):
-            variables = sub.module.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}, x,
-                                        train=False)
-            return collect(variables)
+            rngs = {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}
+            variables = sub.module.init(rngs, x, train=False)  # init never records intermediates
+            _, mutated = sub.module.apply(variables, x, train=False, mutable=[COLLECTION], rngs=rngs)
+            return collect(mutated)
 
         return list(jax.eval_shape(run, images).keys())
 
