@@ -45,7 +45,7 @@ def base_config():
     c.data = dict(
         name="fashion_mnist",     # TFDS name (source=tfds), or a label for list/IDX data
         source="auto",            # auto | tfds | list | idx; auto: prepared TFDS dir, else list files if root is
-                                  # set, else IDX files (data_dir, then Debian's /usr/share/datasets/fashion-mnist)
+                                  # set, else IDX files (Debian's /usr/share/datasets/fashion-mnist, then data_dir)
         tfds_data_dir=config_dict.placeholder(str),
         data_dir=config_dict.placeholder(str),   # a folder of IDX files
         train_split="train",      # TFDS / IDX split names

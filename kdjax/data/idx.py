@@ -69,6 +69,7 @@ class IdxSource:
             raise DataError(f"{paths[0]}: the {split!r} split is empty")
         self.images = np.ascontiguousarray(images, dtype=np.uint8)
         self.labels = labels.astype(np.int32)
+        self.image_shape = self.images.shape[1:]
         self.description = f"IDX files in {directory} ({split})"
 
     def __len__(self):

@@ -1,16 +1,32 @@
-"""grain pipelines: shuffled, repeated, per-process sliced, batched, augmented, prefetched.
+"""grain pipelines: shuffled, repeated, per-process sliced, resized, batched, augmented, prefetched.
 
-The training iterator is a grain DatasetIterator whose state is saved with every checkpoint, so a resumed run
-continues with the exact next batch.
+    source ─shuffle(seed)/repeat (SSLD: mix labeled + unlabeled)─▶ slice(process) ─▶ per-record resize/crop
+      (variable-size images only) ─▶ batch ─▶ batch augment, mixup/cutmix ─▶ threads ─▶ [worker processes]
+
+Everything up to the batch augment is a grain MapDataset, so each batch is a pure function of (seed, step):
+resuming from a saved iterator state, or adding worker processes, gives the same batches. The training
+iterator is a grain DatasetIterator whose state ({"step": n}, see resumable.py) is saved with every checkpoint,
+and stays valid when data.num_workers or data.num_threads change between runs.
+
+Batch keys: "image" uint8 [N, H, W, C], "label" int32 [N]; "label_mask" float32 [N] (SSLD: 0 = unlabeled);
+"soft_label" float32 [N, num_classes] (when mixup or cutmix is on). Eval batches add "mask" (0 = padding).
 """
 
 import dataclasses
 import math
+from typing import Optional
 
 import grain
 import numpy as np
 
-from kdjax.data.augment import make_batch_augment
+from kdjax.data.augment import canonical_augment, make_batch_augment
+from kdjax.data.badimages import BAD_KEY, BadImageCount, SubstituteBadImages
+from kdjax.data.decode import BadImage
+from kdjax.data.mixing import MixBatch
+from kdjax.data.options import PipelineOptions, check_options, resizes_records
+from kdjax.data.resumable import ResumableBatches
+from kdjax.data.ssld import SsldSource
+from kdjax.data.transforms import EvalRecordTransform, TrainRecordTransform
 from kdjax.errors import ConfigError
 
 
@@ -22,6 +38,8 @@ def _stack(records):
     out = {"image": image, "label": label}
     if "label_mask" in records[0]:
         out["label_mask"] = np.asarray([r["label_mask"] for r in records], dtype=np.float32)
+    if BAD_KEY in records[0]:
+        out[BAD_KEY] = int(sum(int(r[BAD_KEY]) for r in records))
     return out
 
 
@@ -30,12 +48,52 @@ class TrainPipeline:
     dataset: grain.IterDataset
     steps_per_epoch: int
     total_steps: int
+    bad_images: BadImageCount = dataclasses.field(default_factory=BadImageCount)  # skipped so far (log it)
+
+
+def _resolve_options(source, options: Optional[PipelineOptions], **overrides) -> PipelineOptions:
+    opts = options or getattr(source, "options", None) or PipelineOptions()
+    opts = dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
+    opts = dataclasses.replace(opts, augment=canonical_augment(opts.augment))
+    check_options(opts, getattr(source, "image_shape", None))
+    return opts
+
+
+def _records(source, seed: int, records: int, opts: PipelineOptions) -> grain.MapDataset:
+    """The global, shuffled record stream (every process builds the same one and takes its slice)."""
+    wrap = SubstituteBadImages if opts.skip_bad_images else (lambda s: s)
+    if isinstance(source, SsldSource):
+        return source.mixed_dataset(seed, records, wrap)
+    repeats = math.ceil(records / len(source)) + 1
+    return grain.MapDataset.source(wrap(source)).shuffle(seed=seed).repeat(repeats)
+
+
+class _Reader:
+    """MapDataset of batches → IterDataset: reader threads, optional worker processes, bad-image counting."""
+
+    def __init__(self, num_threads: int, prefetch: int, num_workers: int, counter: Optional[BadImageCount]):
+        self.num_threads, self.prefetch, self.num_workers, self.counter = num_threads, prefetch, num_workers, counter
+
+    def __call__(self, batches: grain.MapDataset) -> grain.IterDataset:
+        ds = batches.to_iter_dataset(grain.ReadOptions(num_threads=self.num_threads,
+                                                       prefetch_buffer_size=self.prefetch))
+        if self.num_workers > 0:
+            ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.num_workers))
+        if self.counter is not None:  # after mp_prefetch: runs in this process
+            ds = ds.map(self.counter.take)
+        return ds
 
 
 def train_pipeline(source, *, global_batch: int, epochs: float, seed: int, process_index: int = 0,
-                   process_count: int = 1, augment: str = "none", num_threads: int = 2,
-                   prefetch: int = 4) -> TrainPipeline:
-    """Batches of `global_batch // process_count` local examples; epochs may be fractional."""
+                   process_count: int = 1, augment: Optional[str] = None, num_threads: int = 2,
+                   prefetch: int = 4, options: Optional[PipelineOptions] = None,
+                   num_workers: Optional[int] = None) -> TrainPipeline:
+    """Batches of `global_batch // process_count` local examples; epochs may be fractional.
+
+    `options` defaults to `source.options` (set by `open_source` from config.data); `augment` and
+    `num_workers`, when given, override it.
+    """
+    opts = _resolve_options(source, options, augment=augment, num_workers=num_workers)
     n = len(source)
     if global_batch % process_count:
         raise ConfigError("train.batch_size", f"{global_batch} is not divisible by the {process_count} processes")
@@ -43,29 +101,86 @@ def train_pipeline(source, *, global_batch: int, epochs: float, seed: int, proce
     if steps_per_epoch == 0:
         raise ConfigError("train.batch_size", f"batch size {global_batch} is larger than the dataset ({n} examples)")
     total_steps = max(1, int(math.floor(epochs * steps_per_epoch)))
-    repeats = math.ceil(total_steps * global_batch / n) + 1
-    ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(repeats)
+    ds = _records(source, seed, total_steps * global_batch, opts)
     ds = ds.slice(slice(process_index, None, process_count))
+    image_shape = getattr(source, "image_shape", None)
+    if resizes_records(opts, image_shape):
+        ds = ds.random_map(TrainRecordTransform(opts.image_size, opts.augment == "imagenet", opts.eval_crop_ratio,
+                                                opts.crop_scale), seed=(seed + 2) % 2**32)
     ds = ds.batch(global_batch // process_count, drop_remainder=True, batch_fn=_stack)
-    aug = make_batch_augment(augment)
+    aug = make_batch_augment(opts.augment)
     if aug is not None:
-        ds = ds.random_map(aug, seed=seed + 1)
-    it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch))
-    return TrainPipeline(it_ds, steps_per_epoch, total_steps)
+        ds = ds.random_map(aug, seed=(seed + 1) % 2**32)
+    if opts.mixing:
+        ds = ds.random_map(MixBatch(opts.num_classes, opts.mixup_alpha, opts.cutmix_alpha),
+                           seed=(seed + 3) % 2**32)
+    counter = BadImageCount()
+    it_ds = ResumableBatches(ds, _Reader(num_threads, prefetch, opts.num_workers,
+                                         counter if opts.skip_bad_images else None))
+    return TrainPipeline(it_ds, steps_per_epoch, total_steps, counter)
 
 
-def eval_batches(source, *, global_batch: int, process_index: int = 0, process_count: int = 1, limit: int = 0):
-    """Fixed-shape batches over the whole split (or its first `limit` examples); padding rows have mask 0."""
-    n = len(source) if not limit else min(limit, len(source))
-    local = global_batch // process_count
-    for start in range(0, n, global_batch):
-        idx = np.arange(start, min(start + global_batch, n))[process_index::process_count]
-        records = [source[int(i)] for i in idx]
-        batch = _stack(records)
-        mask = np.ones(local, np.float32)
-        if len(idx) < local:
-            pad = local - len(idx)
-            mask[len(idx):] = 0
+class _EvalBatch:
+    """Builds local eval batch b: decode (bad images become masked-out rows when skipping), resize, pad."""
+
+    def __init__(self, source, n, global_batch, local, process_index, process_count, resize, skip_bad):
+        self.source, self.n, self.global_batch, self.local = source, n, global_batch, local
+        self.process_index, self.process_count = process_index, process_count
+        self.resize, self.skip_bad = resize, skip_bad
+
+    def __call__(self, b: int):
+        start = b * self.global_batch
+        idx = np.arange(start, min(start + self.global_batch, self.n))[self.process_index::self.process_count]
+        records, mask, bad = [], np.zeros(self.local, np.float32), 0
+        for i in idx:
+            try:
+                record = self.source[int(i)]
+            except BadImage:
+                if not self.skip_bad:
+                    raise
+                bad += 1
+                continue
+            records.append(self.resize(record) if self.resize else record)
+        mask[:len(records)] = 1
+        if records:
+            batch = _stack(records)
+        else:  # every image of this slice was bad: an all-padding batch with the source's shape
+            batch = _stack([self._placeholder()])
+            batch = {k: v[:0] for k, v in batch.items()}
+        pad = self.local - len(records)
+        if pad:
             batch = {k: np.concatenate([v, np.zeros((pad,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
         batch["mask"] = mask
+        return batch, bad
+
+    def _placeholder(self):
+        for i in range(self.n):
+            try:
+                record = self.source[i]
+            except BadImage:
+                continue
+            return self.resize(record) if self.resize else record
+        raise BadImage("every evaluation image", "none of them can be decoded")
+
+
+def eval_batches(source, *, global_batch: int, process_index: int = 0, process_count: int = 1, limit: int = 0,
+                 options: Optional[PipelineOptions] = None, num_threads: int = 4,
+                 bad_images: Optional[BadImageCount] = None):
+    """Fixed-shape batches over the whole split (or its first `limit` examples); padding rows have mask 0.
+
+    Variable-size images are resized the eval way (shorter side, centre crop). With data.skip_bad_images,
+    an undecodable image becomes a padding row (mask 0) and is counted in `bad_images`. Batches are built
+    in `num_threads` threads (decoding releases the GIL) and come out in order.
+    """
+    opts = _resolve_options(source, options)
+    n = len(source) if not limit else min(limit, len(source))
+    local = global_batch // process_count
+    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio) \
+        if resizes_records(dataclasses.replace(opts, augment="none"), getattr(source, "image_shape", None)) else None
+    build = _EvalBatch(source, n, global_batch, local, process_index, process_count, resize, opts.skip_bad_images)
+    ds = grain.MapDataset.range(math.ceil(n / global_batch)).map(build)
+    for batch, bad in ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, num_threads),
+                                                           prefetch_buffer_size=2 * max(1, num_threads))):
+        if bad and bad_images is not None:
+            bad_images.add(bad)
         yield batch

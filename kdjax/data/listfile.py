@@ -1,0 +1,122 @@
+"""PaddleClas list files: an image root plus `relative/path.JPEG label` per line (the ILSVRC2012 layout).
+
+The whole list is parsed up front so that a malformed line, a label out of range or an empty split fails
+before training starts, naming the file and line; image files are opened only when read, so a million-image
+list costs one pass over its text and no stat() per file.
+"""
+
+import os
+from typing import List, Optional
+
+import numpy as np
+
+from kdjax.data.decode import BadImage, read_image_file
+from kdjax.errors import DataError
+
+
+def resolve(root: Optional[str], path: str) -> str:
+    """A list path as given when absolute or existing, otherwise relative to the image root."""
+    if os.path.isabs(path) or not root or os.path.exists(path):
+        return path
+    return os.path.join(root, path)
+
+
+def parse_list(list_path: str, *, num_classes: int, labeled: bool = True):
+    """(relative paths as a bytes array, int32 labels, int32 line numbers) of a list file.
+
+    Each non-blank line is `path label`, split at the last whitespace, so paths may contain spaces. With
+    `labeled=False` (the SSLD unlabeled list) the label column is optional and ignored.
+    """
+    if not os.path.isfile(list_path):
+        raise DataError(f"list file {list_path} does not exist")
+    paths: List[bytes] = []
+    labels: List[int] = []
+    lines: List[int] = []
+    with open(list_path, "r", encoding="utf-8") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            parts = line.rsplit(None, 1)
+            if not labeled:
+                path = parts[0] if len(parts) == 2 and _is_int(parts[1]) else line
+                paths.append(path.encode())
+                labels.append(0)
+                lines.append(number)
+                continue
+            if len(parts) != 2 or not _is_int(parts[1]):
+                raise DataError(f"{list_path} line {number}: expected `relative/path label`, got {line[:200]!r}")
+            label = int(parts[1])
+            if not 0 <= label < num_classes:
+                raise DataError(f"{list_path} line {number}: label {label} is out of range for "
+                                f"data.num_classes={num_classes} (labels must be 0..{num_classes - 1})")
+            paths.append(parts[0].encode())
+            labels.append(label)
+            lines.append(number)
+    if not paths:
+        raise DataError(f"{list_path}: the split is empty (no `path label` lines)")
+    return np.array(paths), np.asarray(labels, np.int32), np.asarray(lines, np.int32)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_label_names(path: str, num_classes: int) -> List[str]:
+    """One class name per line, optionally prefixed by its id (PaddleClas' class_id_map_file: `0 tench`)."""
+    if not os.path.isfile(path):
+        raise DataError(f"label names file {path} does not exist")
+    names = []
+    with open(path, "r", encoding="utf-8") as f:
+        for raw in f:
+            line = raw.strip()
+            if not line:
+                continue
+            head, _, rest = line.partition(" ")
+            names.append(rest.strip() if rest and _is_int(head) else line)
+    if num_classes and len(names) != num_classes:
+        raise DataError(f"{path} has {len(names)} label names but data.num_classes={num_classes}")
+    return names
+
+
+class ListFileSource:
+    """Random-access records {"image": uint8 HWC, "label": int32} decoded from the files a list names.
+
+    Images keep their own size (`image_shape` is (None, None, 3)); the pipeline resizes them per record.
+    """
+
+    image_shape = (None, None, 3)
+
+    def __init__(self, root: Optional[str], list_path: str, *, num_classes: int, labeled: bool = True):
+        self.root = root or ""
+        self.list_path = resolve(root, list_path)
+        self.num_classes = num_classes
+        self._paths, self.labels, self._lines = parse_list(self.list_path, num_classes=num_classes,
+                                                           labeled=labeled)
+        self.description = f"list {self.list_path} ({len(self.labels)} images under {self.root or '.'})"
+
+    def __len__(self):
+        return len(self.labels)
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.root, self._paths[index].decode())
+
+    def origin(self, index: int) -> str:
+        return f"{self.path(index)} ({self.list_path} line {self._lines[index]})"
+
+    def encoded(self, index: int) -> bytes:
+        """The file's bytes as stored (prepare_data copies them into ArrayRecord without re-encoding)."""
+        try:
+            with open(self.path(index), "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise BadImage(self.origin(index), f"cannot read the image file ({e.strerror or e})") from None
+
+    def __getitem__(self, index):
+        index = int(index)
+        image = read_image_file(self.path(index), self.origin(index))
+        return {"image": image, "label": self.labels[index]}

@@ -1,0 +1,147 @@
+"""Prepare once, read fast: turn PaddleClas list files or IDX files into a TFDS ArrayRecord dataset.
+
+  python -m kdjax.prepare_data --root=ILSVRC2012 --train_list=train_list.txt --test_list=val_list.txt \\
+      --num_classes=1000 --name=imagenet_lists --out_dir=~/tensorflow_datasets
+  python -m kdjax.prepare_data --idx_dir=/usr/share/datasets/fashion-mnist --name=fashion_mnist --out_dir=DIR
+
+then train with --config.data.source=tfds --config.data.name=NAME --config.data.tfds_data_dir=DIR. List images
+are stored as their original bytes (no re-encoding); each is decoded once here so that a broken file fails now,
+naming the file and list line (or is dropped and counted with --skip_bad_images). An unlabeled list (SSLD)
+becomes the split "unlabeled" (--config.data.unlabeled_split=unlabeled).
+"""
+
+import concurrent.futures
+import os
+import sys
+
+from absl import app, flags
+
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "TFDS data dir to write into (the dataset goes to OUT/NAME/1.0.0).")
+_NAME = flags.DEFINE_string("name", None, "Dataset name (config.data.name when reading it back).")
+_ROOT = flags.DEFINE_string("root", None, "List files: the image root.")
+_TRAIN_LIST = flags.DEFINE_string("train_list", "train_list.txt", "List files: train list (relative to --root).")
+_TEST_LIST = flags.DEFINE_string("test_list", "val_list.txt", "List files: test list; '' for none.")
+_UNLABELED_LIST = flags.DEFINE_string("unlabeled_list", None, "List files: SSLD unlabeled list → split 'unlabeled'.")
+_NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "List files: number of classes (or --label_names_file).")
+_LABEL_NAMES = flags.DEFINE_string("label_names_file", None, "One class name per line (`id name` lines work too).")
+_IDX_DIR = flags.DEFINE_string("idx_dir", None, "IDX files (train-images-idx3-ubyte.gz, ...) instead of lists.")
+_SKIP_BAD = flags.DEFINE_bool("skip_bad_images", False, "Drop undecodable/missing images (counted) instead of failing.")
+_CHECK = flags.DEFINE_bool("check_images", True, "Decode every list image once to catch broken files now.")
+_SHARD = flags.DEFINE_integer("examples_per_shard", 10_000, "Records per ArrayRecord file.")
+_THREADS = flags.DEFINE_integer("threads", 8, "Threads reading and checking images.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing dataset of the same name and version.")
+
+
+def _list_records(source, *, check: bool, skip_bad: bool, threads: int, skipped: list):
+    """(bytes, label) of every listed image in order, read (and checked) in a thread pool."""
+    from kdjax.data.decode import BadImage, decode_image
+
+    def load(i):
+        try:
+            data = source.encoded(i)
+            if check:
+                decode_image(data, source.origin(i))
+            return data, int(source.labels[i])
+        except BadImage as e:
+            if not skip_bad:
+                raise
+            skipped.append(str(e))
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
+        for chunk in range(0, len(source), 1024):
+            for item in pool.map(load, range(chunk, min(chunk + 1024, len(source)))):
+                if item is not None:
+                    yield item
+
+
+def prepare_lists(out_dir: str, name: str, root: str, *, train_list: str, test_list: str = "",
+                  unlabeled_list: str = "", num_classes: int = 0, label_names_file: str = "",
+                  check_images: bool = True, skip_bad_images: bool = False, examples_per_shard: int = 10_000,
+                  threads: int = 8, overwrite: bool = False) -> dict:
+    """Write list-file splits as TFDS `name`; returns {split: records written, "skipped": [messages]}."""
+    from kdjax.data.arrayrecord import SplitRecords, TfdsWriter
+    from kdjax.data.listfile import ListFileSource, read_label_names, resolve
+    from kdjax.errors import ConfigError
+
+    names = read_label_names(resolve(root, label_names_file), num_classes) if label_names_file else None
+    num_classes = num_classes or (len(names) if names else 0)
+    if num_classes <= 0:
+        raise ConfigError("num_classes", "list files need --num_classes (or --label_names_file)")
+    splits = [("train", train_list, True), ("test", test_list, True), ("unlabeled", unlabeled_list, False)]
+    sources = [(split, ListFileSource(root, path, num_classes=num_classes, labeled=labeled))
+               for split, path, labeled in splits if path]
+    writer = TfdsWriter(out_dir, name, num_classes=num_classes, label_names=names, image_shape=(None, None, 3),
+                        encoding="jpeg", description=f"kdjax.prepare_data from list files under {root}",
+                        examples_per_shard=examples_per_shard, overwrite=overwrite)
+    result, skipped = {}, []
+    for split, source in sources:
+        records = _list_records(source, check=check_images, skip_bad=skip_bad_images, threads=threads,
+                                skipped=skipped)
+        result[split] = writer.write_split(SplitRecords(split, records, len(source)))
+    writer.finish()
+    result["skipped"] = skipped
+    result["directory"] = writer.directory
+    return result
+
+
+def prepare_idx(out_dir: str, name: str, idx_dir: str, *, examples_per_shard: int = 10_000,
+                overwrite: bool = False) -> dict:
+    """Write the train and test IDX splits as TFDS `name` (PNG-encoded, lossless)."""
+    from kdjax.data.arrayrecord import SplitRecords, TfdsWriter, encode_png
+    from kdjax.data.idx import IdxSource
+    from kdjax.data.sources import FASHION_MNIST_LABELS
+
+    sources = [(split, IdxSource(idx_dir, split)) for split in ("train", "test")]
+    num_classes = int(max(int(s.labels.max()) for _, s in sources)) + 1
+    names = FASHION_MNIST_LABELS if name == "fashion_mnist" and num_classes == 10 else None
+    writer = TfdsWriter(out_dir, name, num_classes=num_classes, label_names=names,
+                        image_shape=sources[0][1].image_shape, encoding="png",
+                        description=f"kdjax.prepare_data from IDX files in {idx_dir}",
+                        examples_per_shard=examples_per_shard, overwrite=overwrite)
+    result = {}
+    for split, source in sources:
+        records = ((encode_png(source.images[i]), int(source.labels[i])) for i in range(len(source)))
+        result[split] = writer.write_split(SplitRecords(split, records, len(source)))
+    writer.finish()
+    result["directory"] = writer.directory
+    return result
+
+
+def main(argv):
+    del argv
+    from absl import logging as absl_logging
+
+    from kdjax.errors import KdjaxError
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    try:
+        if not _OUT_DIR.value or not _NAME.value:
+            raise KdjaxError("--out_dir and --name are required")
+        out_dir = os.path.expanduser(_OUT_DIR.value)
+        if _IDX_DIR.value:
+            result = prepare_idx(out_dir, _NAME.value, _IDX_DIR.value, examples_per_shard=_SHARD.value,
+                                 overwrite=_OVERWRITE.value)
+        elif _ROOT.value:
+            result = prepare_lists(out_dir, _NAME.value, _ROOT.value, train_list=_TRAIN_LIST.value,
+                                   test_list=_TEST_LIST.value, unlabeled_list=_UNLABELED_LIST.value or "",
+                                   num_classes=_NUM_CLASSES.value, label_names_file=_LABEL_NAMES.value or "",
+                                   check_images=_CHECK.value, skip_bad_images=_SKIP_BAD.value,
+                                   examples_per_shard=_SHARD.value, threads=_THREADS.value,
+                                   overwrite=_OVERWRITE.value)
+        else:
+            raise KdjaxError("give --root (list files) or --idx_dir (IDX files)")
+    except KdjaxError as e:
+        print(f"kdjax.prepare_data: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    for message in result.pop("skipped", []):
+        print(f"skipped: {message}", file=sys.stderr)
+    directory = result.pop("directory")
+    counts = ", ".join(f"{k} {v}" for k, v in result.items())
+    print(f"wrote {directory}: {counts}")
+    print(f"read it with --config.data.source=tfds --config.data.name={_NAME.value} "
+          f"--config.data.tfds_data_dir={out_dir}" + (" --config.data.image_size=224" if _ROOT.value else ""))
+
+
+if __name__ == "__main__":
+    app.run(main)
