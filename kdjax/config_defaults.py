@@ -14,7 +14,7 @@ FASHION_MNIST_STD = (0.3530,)
 
 def model_entry(arch: str, *, frozen: bool = False, init: str = "", capture=(), **kwargs):
     """One sub-model: PaddleClas' models[i] + freeze_params_list[i] + pretrained + return_patterns."""
-    return ml_collections.ConfigDict(dict(arch=arch, frozen=frozen, init=init, capture=list(capture),
+    return ml_collections.ConfigDict(dict(arch=arch, frozen=frozen, init=init, capture=tuple(capture),
                                           kwargs=dict(kwargs)))
 
 
@@ -27,15 +27,15 @@ def loss_entry(type_: str, weight: float = 1.0, *, pairs=None, models=None, key:
     """
     entry = dict(type=type_, weight=float(weight), key=key, params=dict(params))
     if pairs is not None:
-        entry["pairs"] = [list(p) for p in pairs]
+        entry["pairs"] = tuple(tuple(p) for p in pairs)
     if models is not None:
-        entry["models"] = list(models)
+        entry["models"] = tuple(models)
     for name, value in (("s_key", s_key), ("t_key", t_key)):
         if value is not None:
             entry[name] = value
     for name, value in (("s_keys", s_keys), ("t_keys", t_keys)):
         if value is not None:
-            entry[name] = list(value)
+            entry[name] = tuple(value)
     return ml_collections.ConfigDict(entry)
 
 

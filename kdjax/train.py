@@ -22,7 +22,7 @@ def pretrain_config(config, name: str):
     c = copy.deepcopy(config)
     with c.unlocked():
         m = c.models[name]
-        m.frozen, m.init, m.capture = False, "", []
+        m.frozen, m.init, m.capture = False, "", ()
         c.models = ml_collections.ConfigDict({name: m})
         c.losses = ml_collections.ConfigDict({"gt_ce": loss_entry("gt_ce", 1.0, models=[name])})
         c.export_model = name

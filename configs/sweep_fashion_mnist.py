@@ -1,0 +1,37 @@
+"""Accuracy benchmark: one teacher, then the same student under every method, N seeds, identical budgets.
+
+    python -m kdjax.sweep --config=configs/sweep_fashion_mnist.py --workdir=runs/sweep
+
+Each method's losses (types, weights, temperatures, captured features) come from its own config in
+`configs/<method>.py`; the sweep swaps in its teacher, student, data and budget. `baseline` is the student
+alone with ground-truth CE. Works on any dataset kdjax reads: override `config.base.data.*`
+(e.g. `--config.base.data.source=tfds --config.base.data.name=cifar10 --config.base.data.tfds_data_dir=DIR`).
+
+Pair chosen by measurement (see docs/results/README.md): convnet_teacher (103k params, 91-92% on Fashion-MNIST)
+and convnet_student (6.9k params, ~89% alone), so the student has room below the teacher.
+"""
+
+import ml_collections
+
+from kdjax.config_defaults import base_config, model_entry
+
+
+def get_config(arg=None):
+    c = ml_collections.ConfigDict()
+    c.base = base_config()          # data, optimizer, budget shared by every run
+    c.base.train.epochs = 4.0
+    c.base.train.eval_every_epochs = 1.0
+    c.base.train.checkpoint_every_steps = 1000
+    c.teacher = model_entry("convnet_teacher")
+    c.teacher_epochs = 6.0
+    c.student = model_entry("convnet_student")
+    c.methods = ("baseline", "kd", "dkd", "dist", "wsl", "dml", "rkd", "mgd", "afd", "udml")
+    c.method_configs_dir = "configs"
+    c.seeds = (0, 1, 2)
+    if arg == "quick":  # a smoke run: fewer seeds, shorter budget
+        c.seeds = (0,)
+        c.base.train.epochs = 1.0
+        c.teacher_epochs = 1.0
+    elif arg:
+        raise ValueError(f"configs/sweep_fashion_mnist.py has no preset {arg!r}; presets: quick")
+    return c

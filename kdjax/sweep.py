@@ -1,0 +1,215 @@
+"""`python -m kdjax.sweep --config=configs/sweep_fashion_mnist.py --workdir=DIR`: the accuracy benchmark.
+
+Trains one teacher once, then the same student under each method for N seeds with identical budgets, and
+writes DIR/results.md (mean ± std top-1 per method, the teacher's, gain over the baseline, wall time) and
+DIR/results.png (bars with error bars, learning curves). Finished runs are kept: running the same command again
+resumes a half-finished sweep (each run also resumes from its own checkpoints).
+"""
+
+import copy
+import importlib.util
+import json
+import os
+import sys
+import time
+
+import ml_collections
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from kdjax.config_defaults import loss_entry
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config, e.g. configs/sweep_fashion_mnist.py.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the teacher, every run and the results.")
+
+
+def load_method_config(directory: str, method: str):
+    path = os.path.join(directory, f"{method}.py")
+    if not os.path.isfile(path):
+        from kdjax.errors import ConfigError
+
+        raise ConfigError("methods", f"no config {path} for method {method!r}")
+    spec = importlib.util.spec_from_file_location(f"kdjax_method_{method}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def teacher_config(sweep):
+    c = copy.deepcopy(sweep.base)
+    with c.unlocked():
+        teacher = copy.deepcopy(sweep.teacher)
+        teacher.frozen, teacher.init, teacher.capture = False, "", ()
+        c.models = ml_collections.ConfigDict({"Teacher": teacher})
+        c.losses = ml_collections.ConfigDict({"gt_ce": loss_entry("gt_ce", 1.0, models=["Teacher"])})
+        c.export_model = "Teacher"
+        c.train.epochs = sweep.teacher_epochs
+    return c
+
+
+def method_config(sweep, method: str, seed: int, teacher_export: str):
+    """The method's own losses and captures (configs/<method>.py) on the sweep's models, data and budget."""
+    c = copy.deepcopy(sweep.base)
+    with c.unlocked():
+        c.seed = int(seed)
+        if method == "baseline":
+            c.models = ml_collections.ConfigDict({"Student": copy.deepcopy(sweep.student)})
+            c.losses = ml_collections.ConfigDict({"gt_ce": loss_entry("gt_ce", 1.0, models=["Student"])})
+            c.export_model = "Student"
+            return c
+        mc = load_method_config(sweep.method_configs_dir, method)
+        c.models = ml_collections.ConfigDict()
+        for name, m in mc.models.items():
+            source = sweep.teacher if m.frozen else sweep.student
+            entry = copy.deepcopy(m)
+            entry.arch, entry.kwargs = source.arch, copy.deepcopy(source.kwargs)
+            if m.frozen:
+                entry.init = teacher_export
+            c.models[name] = entry
+        c.losses = copy.deepcopy(mc.losses)
+        c.export_model = mc.export_model
+    return c
+
+
+def _read(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_sweep(sweep, workdir: str) -> dict:
+    from kdjax import train
+
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    teacher_dir = os.path.join(workdir, "teacher")
+    if not os.path.isfile(os.path.join(teacher_dir, "summary.json")):
+        print(f"sweep: training the teacher ({sweep.teacher.arch}, {sweep.teacher_epochs} epochs)", flush=True)
+        train.run(teacher_config(sweep), teacher_dir)
+    teacher_export = os.path.join(teacher_dir, "export")
+    runs = [(m, s) for m in sweep.methods for s in sweep.seeds]
+    started = time.time()
+    done_now = 0
+    for i, (method, seed) in enumerate(runs):
+        run_dir = os.path.join(workdir, "runs", method, f"seed{seed}")
+        if os.path.isfile(os.path.join(run_dir, "summary.json")):
+            continue
+        if done_now:
+            eta = (time.time() - started) / done_now * sum(
+                not os.path.isfile(os.path.join(workdir, "runs", m, f"seed{s}", "summary.json")) for m, s in runs)
+            print(f"sweep: about {eta / 60:.0f} min left", flush=True)
+        print(f"sweep: run {i + 1}/{len(runs)}: {method}, seed {seed}", flush=True)
+        train.run(method_config(sweep, method, seed, teacher_export), run_dir)
+        done_now += 1
+    results = collect(sweep, workdir)
+    write_report(sweep, results, workdir)
+    return results
+
+
+def collect(sweep, workdir: str) -> dict:
+    teacher = _read(os.path.join(workdir, "teacher", "summary.json"))["eval"]
+    out = {"teacher": {"arch": sweep.teacher.arch, "top1": teacher["Teacher/top1"]}, "methods": {}}
+    for method in sweep.methods:
+        accs, secs, curves = [], [], []
+        for seed in sweep.seeds:
+            run_dir = os.path.join(workdir, "runs", method, f"seed{seed}")
+            summary = _read(os.path.join(run_dir, "summary.json"))
+            accs.append(summary["eval"]["Student/top1"])
+            secs.append(_read(os.path.join(run_dir, "result.json"))["seconds"])
+            with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+                evals = [json.loads(line) for line in f if '"eval"' in line]
+            curves.append([(r["step"], r["Student/top1"]) for r in evals])
+        cfg = method_config(sweep, method, sweep.seeds[0], "")
+        losses = "; ".join(_describe(e) for e in cfg.losses.values())
+        out["methods"][method] = {"top1": accs, "seconds": secs, "curves": curves, "losses": losses}
+    return out
+
+
+def _describe(entry) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(dict(entry.get("params", {})).items()) if v is not None)
+    return f"{entry.weight:g}×{entry.type}" + (f"({params})" if params else "")
+
+
+def write_report(sweep, results: dict, workdir: str):
+    base = np.asarray(results["methods"]["baseline"]["top1"]) if "baseline" in results["methods"] else None
+    lines = ["# Distillation benchmark", "",
+             f"Teacher `{sweep.teacher.arch}`: top-1 {100 * results['teacher']['top1']:.2f}%. "
+             f"Student `{sweep.student.arch}` under each method, {len(sweep.seeds)} seeds "
+             f"({', '.join(map(str, sweep.seeds))}), {sweep.base.train.epochs:g} epochs, batch "
+             f"{sweep.base.train.batch_size}, data `{sweep.base.data.name}`.", "",
+             "| method | top-1 mean ± std (%) | gain over baseline (pp) | gain / std | wall time per run (s) | losses |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for method, r in results["methods"].items():
+        acc = 100 * np.asarray(r["top1"])
+        std = acc.std(ddof=1) if len(acc) > 1 else 0.0
+        if base is None or method == "baseline":
+            gain, ratio = "–", "–"
+        else:
+            g = acc.mean() - 100 * base.mean()
+            pooled = np.sqrt((std ** 2 + (100 * base).std(ddof=1) ** 2) / 2) if len(acc) > 1 else 0.0
+            gain, ratio = f"{g:+.2f}", (f"{g / pooled:+.1f}" if pooled > 0 else "–")
+        lines.append(f"| {method} | {acc.mean():.2f} ± {std:.2f} | {gain} | {ratio} | "
+                     f"{np.mean(r['seconds']):.0f} | {r['losses']} |")
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    _plot(results, os.path.join(workdir, "results.png"))
+
+
+def _plot(results: dict, path: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(results["methods"])
+    means = [100 * np.mean(results["methods"][m]["top1"]) for m in methods]
+    stds = [100 * np.std(results["methods"][m]["top1"], ddof=1) if len(results["methods"][m]["top1"]) > 1 else 0
+            for m in methods]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    ax1.bar(methods, means, yerr=stds, capsize=4, color=["#999999"] + ["#4477aa"] * (len(methods) - 1))
+    ax1.axhline(100 * results["teacher"]["top1"], color="#cc6677", ls="--", label="teacher")
+    if "baseline" in results["methods"]:
+        ax1.axhline(means[0], color="#999999", ls=":", label="baseline student")
+    lo = min(m - s for m, s in zip(means, stds))
+    ax1.set_ylim(lo - 1.0, max(100 * results["teacher"]["top1"], max(means)) + 0.5)
+    ax1.set_ylabel("test top-1 (%)")
+    ax1.set_title("student top-1, mean ± std over seeds")
+    ax1.tick_params(axis="x", rotation=45)
+    ax1.legend(loc="lower right")
+    for m in methods:
+        curves = results["methods"][m]["curves"]
+        n = min(len(c) for c in curves)
+        steps = [c[i][0] for i in range(n) for c in curves[:1]]
+        acc = np.mean([[100 * c[i][1] for i in range(n)] for c in curves], axis=0)
+        ax2.plot(steps, acc, marker="o", ms=3, label=m)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("test top-1 (%)")
+    ax2.set_title("learning curves (mean over seeds)")
+    ax2.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv):
+    del argv
+    from absl import logging as absl_logging
+
+    from kdjax.errors import KdjaxError
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    try:
+        if not _WORKDIR.value:
+            raise KdjaxError("--workdir is required")
+        run_sweep(_CONFIG.value, _WORKDIR.value)
+        print(f"sweep: wrote {os.path.join(os.path.abspath(_WORKDIR.value), 'results.md')} and results.png")
+    except KdjaxError as e:
+        print(f"kdjax.sweep: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config"])
+    app.run(main)
