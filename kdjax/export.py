@@ -107,3 +107,11 @@ def export_logits_fn(directory: str, variables: Optional[dict] = None, spec: Opt
         return model.apply(variables, x, train=False)
 
     return logits, spec
+
+
+if __name__ == "__main__":  # `python -m kdjax.export --format=stablehlo --export_dir=DIR`
+    from absl import app
+
+    from kdjax import serving
+
+    app.run(serving.main)
