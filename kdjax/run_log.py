@@ -8,6 +8,26 @@ import time
 from tqdm import tqdm
 
 
+def _drop_records_after(path: str, step: int):
+    """Keep only the records up to `step`, so resumed runs do not log replayed steps twice."""
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+    if len(keep) != len(lines):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(keep)
+        os.replace(tmp, path)
+
+
 class RunLog:
     """Writes only on the process that owns logging (process 0 on multi-host runs)."""
 
@@ -21,11 +41,13 @@ class RunLog:
         if not enabled:
             return
         os.makedirs(directory, exist_ok=True)
-        self._jsonl = open(os.path.join(directory, "metrics.jsonl"), "a")
+        path = os.path.join(directory, "metrics.jsonl")
+        _drop_records_after(path, start_step)  # a resumed run replays the steps after its checkpoint
+        self._jsonl = open(path, "a")
         try:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(directory, "tensorboard"))
+            self._tb = SummaryWriter(os.path.join(directory, "tensorboard"), purge_step=start_step or None)
         except ImportError:  # optional: metrics.jsonl is always written
             self._tb = None
         self._bar = tqdm(total=total_steps, initial=start_step, desc=desc, unit="step", dynamic_ncols=True,
