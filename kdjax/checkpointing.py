@@ -1,27 +1,48 @@
 """Orbax checkpoints of a training phase: the state, the grain iterator position and a little metadata.
 
-Restoring walks back from the newest step: a checkpoint that fails to restore (half-written, truncated) is
-reported and skipped, and an older good one is used. Orbax only deletes old steps after a newer one is committed.
+What must hold (README "When things go wrong"):
+
+- A process killed at any moment (SIGKILL, a preempted VM) loses nothing but the steps since the last committed
+  checkpoint. Orbax writes a step into a temporary directory and renames it when complete; leftover temporary
+  directories of a killed save are removed when the manager opens (`cleanup_tmp_directories`).
+- Restoring walks back from the newest step: a checkpoint that fails to restore (half-written, truncated) is
+  reported, moved aside to `<phase>/checkpoints.unreadable/` (never deleted), and an older good one is used.
+  When no checkpoint restores at all, nothing is moved and the run stops with a CheckpointError.
+- Old checkpoints are pruned by kdjax, not by Orbax's `max_to_keep`: only after a newer step is committed on disk
+  (Orbax would delete the old steps even when the newer save failed), so at least one complete checkpoint exists
+  at every moment, and up to `keep + 1` while a save is in flight.
 """
 
 import logging
 import os
+import shutil
+import sys
+import time
 from typing import Any, Optional
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 
+from kdjax.errors import CheckpointError
+
 log = logging.getLogger("kdjax")
+
+UNREADABLE_DIR = "checkpoints.unreadable"
 
 
 class PhaseCheckpoints:
-    def __init__(self, directory: str, keep: int = 3):
+    def __init__(self, directory: str, keep: int = 3, read_only: bool = False):
+        """`read_only` (evaluation): never create, clean up, prune or move anything, e.g. while training runs."""
         self.directory = os.path.abspath(directory)
-        self.manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True),
-        )
+        self.keep = max(1, int(keep))
+        self.read_only = read_only
+        if read_only:
+            options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+        else:
+            options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True, enable_async_checkpointing=True,
+                                                   cleanup_tmp_directories=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def steps(self):
         return sorted(self.manager.all_steps())
@@ -31,6 +52,8 @@ class PhaseCheckpoints:
         return steps[-1] if steps else None
 
     def save(self, step: int, state, data_iterator=None, meta: Optional[dict] = None, force: bool = False):
+        self.manager.wait_until_finished()  # the previous save is committed (or failed) before pruning
+        self._prune()
         if step in self.manager.all_steps():
             return
         items = {"state": ocp.args.StandardSave(state)}
@@ -40,27 +63,106 @@ class PhaseCheckpoints:
             items["meta"] = ocp.args.JsonSave(meta)
         self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
+    def _prune(self):
+        """Delete all but the newest `keep` committed steps (read from disk: a failed save is not counted)."""
+        if self.read_only:
+            return
+        self.manager.reload()
+        steps = self.steps()
+        for step in steps[:-self.keep]:
+            try:
+                self.manager.delete(step)
+            except FileNotFoundError:
+                pass
+
     def restore(self, abstract_state, data_iterator=None) -> Optional[Any]:
-        """Newest restorable (state, meta); None when there is no checkpoint. Moves `data_iterator` to its position."""
+        """Newest restorable (state, meta); None when there is no checkpoint. Moves `data_iterator` to its position.
+
+        Unrestorable newer steps are moved aside once an older one restored; if none restores, CheckpointError.
+        """
+        bad = []
         for step in reversed(self.steps()):
             items = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
             if data_iterator is not None:
                 items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
             try:
-                restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+                with _quiet_unraisable():
+                    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
             except Exception as e:  # damaged files surface as many exception types
-                log.warning("checkpoint step %d in %s cannot be restored (%s: %s); trying the previous one",
-                            step, self.directory, type(e).__name__, str(e).splitlines()[0][:200])
+                _drop_closed_loop_noise()
+                reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+                print(f"kdjax: warning: checkpoint step {step} in {self.directory} cannot be restored ({reason}); "
+                      f"trying the previous one", file=sys.stderr, flush=True)
+                bad.append((step, reason))
                 continue
+            if bad and not self.read_only:
+                self._move_aside([s for s, _ in bad])
             return restored.state, dict(restored.meta or {})
+        if bad:
+            lines = "; ".join(f"step {s}: {r}" for s, r in bad[:3])
+            raise CheckpointError(
+                f"none of the checkpoints in {self.directory} can be restored ({lines}). They were left as they "
+                f"are. If they were written by an older kdjax or another config, evaluate or copy them elsewhere; "
+                f"to start this run fresh, pass --restart (moves the workdir aside, deletes nothing).")
         return None
+
+    def _move_aside(self, steps):
+        """Move unrestorable step directories out of Orbax's sight (kept for inspection, never deleted)."""
+        if jax.process_index() == 0:
+            target_root = os.path.join(os.path.dirname(self.directory), UNREADABLE_DIR)
+            os.makedirs(target_root, exist_ok=True)
+            for step in steps:
+                source = os.path.join(self.directory, str(step))
+                if not os.path.isdir(source):
+                    continue
+                target = os.path.join(target_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+                shutil.move(source, target)
+                print(f"kdjax: warning: moved the unreadable checkpoint step {step} to {target}", file=sys.stderr,
+                      flush=True)
+        self.manager.reload()
 
     def wait(self):
         self.manager.wait_until_finished()
+        self._prune()
 
     def close(self):
         self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self._prune()
+        finally:
+            self.manager.close()
+
+
+class _quiet_unraisable:
+    """Orbax leaves failed read coroutines behind when a checkpoint is damaged; Python would print each one's
+    traceback at garbage collection. The failure is already reported in one line, so silence those."""
+
+    def __enter__(self):
+        self._hook = sys.unraisablehook
+        sys.unraisablehook = lambda *_: None
+        return self
+
+    def __exit__(self, *exc):
+        import gc
+
+        gc.collect()
+        sys.unraisablehook = self._hook
+
+
+def _drop_closed_loop_noise():
+    """After a failed restore, Orbax's reader threads may still report "Event loop is closed" as unraisable
+    exceptions, long after the failure was reported in one line; drop exactly those, pass on everything else."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_kdjax_filter", False):
+        return
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value):
+            return
+        previous(unraisable)
+
+    hook._kdjax_filter = True
+    sys.unraisablehook = hook
 
 
 def abstract_like(tree, sharding):

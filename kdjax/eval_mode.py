@@ -8,12 +8,15 @@ import numpy as np
 
 from kdjax.data.pipeline import eval_batches
 from kdjax.data.sources import open_source
+from kdjax.config_check import check_config
 from kdjax.errors import CheckpointError
 from kdjax.export import build_from_spec, is_export_dir, load_export
 from kdjax.phase import Phase
 
 
 def run(config, workdir: str, export_dir: str = None) -> dict:
+    if not export_dir:
+        check_config(config)
     test_src, info = open_source(config.data, "test")
     if export_dir:
         result = evaluate_export(export_dir, test_src, int(config.train.eval_batch_size))

@@ -48,8 +48,9 @@ def load_image(path: str, input_size) -> np.ndarray:
             if img.size != (w, h):
                 img = img.resize((w, h), Image.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot decode this image ({e}); give PNG/JPEG files") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:  # PIL's ways to say "broken"
+        raise DataError(f"{path}: cannot decode this image ({type(e).__name__}: {e}); give readable "
+                        f"PNG/JPEG/BMP/GIF/WebP/TIFF files") from None
     return arr[..., None] if arr.ndim == 2 else arr
 
 

@@ -3,9 +3,46 @@
 import os
 
 from kdjax.errors import CheckpointError, ConfigError
-from kdjax.export import is_export_dir, load_export
+from kdjax.export import is_export_dir, load_export, load_spec
 
 PRETRAINED_SUFFIXES = (".pdparams", ".pth", ".pt")
+_WHAT_INIT_TAKES = ("give a kdjax export directory (e.g. WORKDIR/export), a folder written by "
+                    "`python -m kdjax.convert`, or a .pdparams/.pth file")
+
+
+def check_init_path(name: str, m, num_classes: int = 0):
+    """Cheap pre-flight check of `models.<name>.init` (before any compute): the path exists, and an export's
+    spec.json names the configured arch, its num_classes and the kwargs both sides set. Weight files
+    (.pdparams/.pth) are only checked for existence here; their contents are checked when loaded."""
+    path = os.path.expanduser(m.init)
+    field = f"models.{name}.init"
+    if not os.path.exists(path):
+        raise ConfigError(field, f"{path!r} does not exist; {_WHAT_INIT_TAKES}")
+    if path.endswith(PRETRAINED_SUFFIXES):
+        return
+    if not is_export_dir(path):
+        raise ConfigError(field, f"{path!r} is neither a kdjax export directory (spec.json + variables/) nor a "
+                                 f".pdparams/.pth file; {_WHAT_INIT_TAKES}")
+    try:
+        spec = load_spec(path)
+    except CheckpointError as e:
+        raise ConfigError(field, str(e)) from None
+    if spec.get("arch") != m.arch:
+        raise ConfigError(field, f"{path!r} holds a {spec.get('arch')!r} model but models.{name}.arch is "
+                                 f"{m.arch!r}; point init at a {m.arch} checkpoint or change the arch")
+    kwargs = dict(m.get("kwargs") or {})
+    want = int(kwargs.get("num_classes") or num_classes or 0)
+    have = int(spec.get("num_classes") or 0)
+    if want and have and want != have:
+        raise ConfigError(field, f"{path!r} holds a {m.arch} with {have} classes but models.{name} gets {want} "
+                                 f"(data.num_classes / models.{name}.kwargs.num_classes); use a checkpoint trained "
+                                 f"on these classes")
+    theirs = dict(spec.get("kwargs") or {})
+    differ = sorted(k for k in kwargs if k != "num_classes" and k in theirs and theirs[k] != kwargs[k])
+    if differ:
+        k = differ[0]
+        raise ConfigError(field, f"{path!r} was built with {k}={theirs[k]!r} but models.{name}.kwargs.{k} is "
+                                 f"{kwargs[k]!r}; make them match")
 
 
 def load_init(name: str, sub, cache_dir: str):
@@ -13,8 +50,7 @@ def load_init(name: str, sub, cache_dir: str):
     path = os.path.expanduser(sub.init)
     field = f"models.{name}.init"
     if not os.path.exists(path):
-        raise ConfigError(field, f"{path!r} does not exist; give a kdjax export directory (e.g. WORKDIR/export), a "
-                                 f"folder written by `python -m kdjax.convert`, or a .pdparams/.pth file")
+        raise ConfigError(field, f"{path!r} does not exist; {_WHAT_INIT_TAKES}")
     if path.endswith(PRETRAINED_SUFFIXES):
         cached = os.path.join(cache_dir, f"{name}_{os.path.basename(path)}")
         if is_export_dir(cached):
