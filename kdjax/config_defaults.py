@@ -87,6 +87,7 @@ def base_config():
         nonfinite="stop",        # stop | skip: what a NaN/inf loss does (skip drops the update, up to max_skipped)
         max_skipped=10,
         stop_after_steps=0,      # > 0: checkpoint and stop after this many steps in this invocation (time-sliced jobs)
+        grad_accum_steps=1,      # > 1: split each batch into this many micro-batches, one update (batch > memory)
     )
     c.optim = dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
                    warmup_epochs=0.0, milestones=(), decay_rate=0.1, grad_clip_norm=0.0)
@@ -95,6 +96,11 @@ def base_config():
                       optim=dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
                                  schedule="cosine", warmup_epochs=0.0, milestones=(), decay_rate=0.1,
                                  grad_clip_norm=0.0))
-    c.mesh = dict(data=-1)
+    # Devices: data × fsdp = all devices (data=-1: the rest). fsdp > 1 shards params, optimizer state and frozen
+    # models (arrays of at least fsdp_min_size elements) over that axis; batches split over data and fsdp jointly.
+    c.mesh = dict(data=-1, fsdp=1, fsdp_min_size=2 ** 14)
     c.precision = "float32"     # float32 | bfloat16 (compute); params and losses stay float32
+    # Offline distillation: a directory written by `python -m kdjax.cache_teacher`; the frozen teacher's logits are
+    # read from it instead of running the teacher in the train step (needs data.augment='none').
+    c.teacher_cache = ""
     return c

@@ -44,7 +44,7 @@ def save_export(directory: str, variables: Any, spec: dict) -> str:
     os.makedirs(directory, exist_ok=True)
     target = os.path.join(directory, VARIABLES_DIR)
     host_vars = jax.tree.map(lambda a: np.asarray(jax.device_get(a)), dict(variables))
-    with ocp.StandardCheckpointer() as ckptr:
+    with ocp.StandardCheckpointer(**_single_writer_options()) as ckptr:
         ckptr.save(target, host_vars, force=True)
         ckptr.wait_until_finished()
     tmp = os.path.join(directory, SPEC_FILE + ".tmp")
@@ -52,6 +52,14 @@ def save_export(directory: str, variables: Any, spec: dict) -> str:
         json.dump(spec, f, indent=2)
     os.replace(tmp, os.path.join(directory, SPEC_FILE))
     return directory
+
+
+def _single_writer_options() -> dict:
+    """On multi-host runs only process 0 writes an export: no barrier may wait for the other processes."""
+    if jax.process_count() == 1:
+        return {}
+    return {"multiprocessing_options": ocp.options.MultiprocessingOptions(
+        primary_host=jax.process_index(), active_processes={jax.process_index()}, barrier_sync_key_prefix="export")}
 
 
 def is_export_dir(directory: str) -> bool:
