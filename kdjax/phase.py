@@ -14,18 +14,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from kdjax import export as export_lib
-from kdjax.config_check import check_captures
-from kdjax.checkpointing import PhaseCheckpoints, abstract_like
+from kdjax import teacher_cache
+from kdjax.config_check import check_model_outputs
+from kdjax.checkpointing import PhaseCheckpoints
 from kdjax.data.pipeline import train_pipeline
 from kdjax.distill_model import DistillationModel, build_submodels, normalize
-from kdjax.errors import KdjaxError
+from kdjax.errors import KdjaxError, nonfinite_message
 from kdjax.evaluate import evaluate
 from kdjax.init_weights import check_variables_match, load_init
 from kdjax.losses import build_losses
+from kdjax.losses.crd import IndexedRecords
 from kdjax.optim import build_optimizer
 from kdjax.parallel import make_parallel
 from kdjax.run_log import RunLog
-from kdjax.steps import LOSS_PARAMS, create_state, make_eval_step, make_train_step
+from kdjax.steps import LOSS_PARAMS, cached_key, create_state, make_eval_step, make_train_step
 
 log = logging.getLogger("kdjax")
 
@@ -34,14 +36,35 @@ class NonFiniteLoss(KdjaxError):
     pass
 
 
+_EARLY_SIGTERM = []  # SIGTERMs that arrived outside a training loop (see listen_for_sigterm)
+
+
+def listen_for_sigterm(pending: bool = False):
+    """The CLI calls this first: a SIGTERM that arrives before or between training loops (start-up, compilation,
+    evaluation) is remembered, and the next loop checkpoints after its first step and returns, instead of the
+    process dying with nothing saved. `pending`: one arrived already (caught by the CLI while importing)."""
+    if pending:
+        _EARLY_SIGTERM.append(True)
+    try:
+        signal.signal(signal.SIGTERM, lambda *_: _EARLY_SIGTERM.append(True))
+    except ValueError:  # not the main thread
+        pass
+
+
 class _Preemption:
     """SIGTERM → finish the current step, checkpoint, exit cleanly."""
 
     def __init__(self):
         self.requested = False
         self._previous = None
+        # several processes: each records its own SIGTERM, and `requested` is set on all of them at once (agree)
+        self._multi, self._local = jax.process_count() > 1, False
 
     def __enter__(self):
+        self.requested = bool(_EARLY_SIGTERM)
+        _EARLY_SIGTERM.clear()
+        if self._multi:
+            self._local, self.requested = self.requested, False
         try:
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         except ValueError:  # not the main thread (e.g. some test runners)
@@ -49,7 +72,18 @@ class _Preemption:
         return self
 
     def _handle(self, *_):
-        self.requested = True
+        if self._multi:
+            self._local = True
+        else:
+            self.requested = True
+
+    def agree(self, step: int, every: int = 10):
+        """Multi-host: SIGTERM reaches the hosts at different steps, and one host checkpointing while another
+        trains would deadlock both; every `every` steps they decide together and stop at the same step."""
+        if self._multi and not self.requested and step % every == 0:
+            from jax.experimental import multihost_utils
+
+            self.requested = bool(np.max(multihost_utils.process_allgather(np.int32(self._local))))
 
     def __exit__(self, *exc):
         if self._previous is not None:
@@ -69,49 +103,97 @@ class Phase:
         self.num_classes = int(config.data.get("num_classes") or info.num_classes)
         self.submodels = build_submodels(config.models, self.num_classes)
         self.model = DistillationModel(self.submodels)
-        self.parallel = make_parallel(config.get("mesh"), config.train.batch_size)
+        self.parallel = make_parallel(config.get("mesh"), config.train.batch_size,
+                                      grad_accum_steps=int(config.train.get("grad_accum_steps", 1) or 1))
         self.mean, self.std = tuple(config.data.mean), tuple(config.data.std)
         self.dtype = _compute_dtype(config)
         self.losses = build_losses(list(config.losses.values()))
         self.sample = normalize(jnp.zeros((2,) + tuple(info.image_shape), jnp.uint8), self.mean, self.std)
-        check_captures(config, {n: self.model.feature_names(n, self.sample) for n in self.model.names})
+        check_model_outputs(config, self.model, self.losses, self.sample, self.num_classes)
+        # offline distillation: the cached model's logits come with each batch; the train step does not run it
+        cached = teacher_cache.check(config)
+        self.cache = teacher_cache.TeacherCache(config.teacher_cache) if cached else None
+        self.train_model = DistillationModel({n: s for n, s in self.submodels.items() if n != cached}) \
+            if cached else self.model
 
     # ---- variables -------------------------------------------------------------------------------------------
     def initial_variables(self):
-        """(trainable params, batch_stats, frozen variables), inits loaded, loss modules initialised."""
+        """(trainable params, batch_stats, frozen variables), inits loaded, loss modules initialised.
+
+        Device arrays in their shardings (`parallel.py`): shapes come from `jax.eval_shape`, fresh variables are
+        initialised directly into their shards by a jitted init, loaded ones are placed slice by slice.
+        """
         rng = jax.random.PRNGKey(int(self.config.seed))
-        fresh = self.model.init_variables(rng, self.sample)
+        par = self.parallel
+        shapes = jax.eval_shape(self.model.init_variables, rng, self.sample)
         cache = os.path.join(self.directory, "imported")
+        loaded = {}
         for name, sub in self.submodels.items():
             if sub.init:
-                loaded = load_init(name, sub, cache)
-                check_variables_match(name, fresh[name], loaded, sub.init)
-                fresh[name] = jax.tree.map(lambda ref, v: np.asarray(v, dtype=ref.dtype), fresh[name],
-                                           {k: loaded[k] for k in fresh[name]})
+                variables = load_init(name, sub, cache)
+                check_variables_match(name, shapes[name], variables, sub.init)
+                loaded[name] = jax.tree.map(lambda ref, v: np.asarray(v, dtype=ref.dtype), shapes[name],
+                                            {k: variables[k] for k in shapes[name]})
+        fresh, _ = par.init_sharded(
+            lambda r: {n: v for n, v in self.model.init_variables(r, self.sample).items() if n not in loaded}, rng)
+        fresh.update(par.put(loaded))
         frozen = {n: fresh[n] for n in self.model.frozen}
         params = {n: fresh[n]["params"] for n in self.model.trainable}
         batch_stats = {n: fresh[n]["batch_stats"] for n in self.model.trainable if "batch_stats" in fresh[n]}
-        outputs, _ = self.model.apply(params, batch_stats, frozen, self.sample, train=False, rng=rng)
-        loss_params = self.losses.init(jax.random.fold_in(rng, 99), outputs)
+        outputs = jax.eval_shape(lambda p, b, f: self.model.apply(p, b, f, self.sample, train=False, rng=rng)[0],
+                                 params, batch_stats, frozen)
+        loss_params, _ = par.init_sharded(lambda r: self.losses.init(r, outputs), jax.random.fold_in(rng, 99))
         if loss_params:
             params[LOSS_PARAMS] = loss_params
         return params, batch_stats, frozen
 
+    def initial_state(self, tx):
+        """(TrainState, frozen variables) created in their shardings."""
+        params, batch_stats, frozen = self.initial_variables()
+        num_data = len(self.train_source) if self.losses.stateful else 0  # CRD memory banks: one row per example
+        state_rng = jax.random.PRNGKey(int(self.config.seed) + 98)
+        state, _ = self.parallel.init_sharded(
+            lambda p, b: create_state(p, b, tx, self.losses, self.losses.init_state(state_rng, num_data)),
+            params, batch_stats)
+        return state, frozen
+
     # ---- training --------------------------------------------------------------------------------------------
+    def build_train_step(self, steps_per_epoch: int, total_steps: int):
+        """(jitted train step, replicated initial state, replicated frozen variables): exactly what `train` runs;
+        `kdjax.bench` times it on synthetic batches."""
+        tx, schedule = build_optimizer(self.config.optim, steps_per_epoch, total_steps)
+        state, frozen = self.initial_state(tx)
+        par = self.parallel
+        train_step = par.jit_train_step(make_train_step(
+            self.train_model, self.losses, tx, schedule, mean=self.mean, std=self.std,
+            steps_per_epoch=steps_per_epoch, compute_dtype=self.dtype,
+            grad_accum_steps=int(self.config.train.get("grad_accum_steps", 1) or 1),
+            cached=(self.cache.model,) if self.cache else ()), par.shardings_of(state), par.shardings_of(frozen))
+        return train_step, state, frozen
+
+    def _jit_eval_step(self, state, frozen):
+        par = self.parallel
+        return par.jit_eval_step(make_eval_step(self.model, mean=self.mean, std=self.std, compute_dtype=self.dtype),
+                                 par.shardings_of(state.params), par.shardings_of(state.batch_stats),
+                                 par.shardings_of(frozen))
+
     def train(self, export_dir: str) -> dict:
         cfg, tcfg = self.config, self.config.train
-        pipe = train_pipeline(self.train_source, global_batch=tcfg.batch_size, epochs=tcfg.epochs,
+        train_source = self.train_source
+        if self.cache is not None:
+            self.cache.check_source(train_source)
+            train_source = teacher_cache.IndexedSource(train_source)
+        if self.losses.needs_index:  # batches carry "index" (CRD)
+            train_source = IndexedRecords(train_source)
+        pipe = train_pipeline(train_source, global_batch=tcfg.batch_size, epochs=tcfg.epochs,
                               seed=int(cfg.seed), process_index=jax.process_index(),
                               process_count=jax.process_count(), augment=cfg.data.augment,
                               num_threads=int(cfg.data.num_threads), prefetch=int(cfg.data.prefetch))
-        tx, schedule = build_optimizer(cfg.optim, pipe.steps_per_epoch, pipe.total_steps)
-        params, batch_stats, frozen = self.initial_variables()
-        state = create_state(params, batch_stats, tx)
+        train_step, state, frozen = self.build_train_step(pipe.steps_per_epoch, pipe.total_steps)
         par = self.parallel
-        state, frozen = par.replicate(state), par.replicate(frozen)
         ckpts = PhaseCheckpoints(os.path.join(self.directory, "checkpoints"), keep=int(tcfg.keep_checkpoints))
         data_iter = iter(pipe.dataset)
-        restored = ckpts.restore(abstract_like(state, par.replicated()), data_iter)
+        restored = ckpts.restore(par.abstract(state), data_iter)
         start = 0
         is_main = jax.process_index() == 0
         if restored is not None:
@@ -120,11 +202,7 @@ class Phase:
             if is_main:
                 print(f"[{self.desc}] resuming from step {start} of {pipe.total_steps} ({ckpts.directory})",
                       flush=True)
-        train_step = par.jit_train_step(make_train_step(
-            self.model, self.losses, tx, schedule, mean=self.mean, std=self.std,
-            steps_per_epoch=pipe.steps_per_epoch, compute_dtype=self.dtype))
-        eval_step = par.jit_eval_step(make_eval_step(self.model, mean=self.mean, std=self.std,
-                                                     compute_dtype=self.dtype))
+        eval_step = self._jit_eval_step(state, frozen)
         runlog = RunLog(self.directory, pipe.total_steps, start, tcfg.batch_size, self.desc, enabled=is_main)
         rng = jax.random.PRNGKey(int(cfg.seed) + 1)
         eval_every = max(1, int(round(float(tcfg.eval_every_epochs) * pipe.steps_per_epoch)))
@@ -136,24 +214,28 @@ class Phase:
             with _Preemption() as preempt:
                 while step < pipe.total_steps:
                     t0 = time.perf_counter()
-                    batch = par.put_batch(next(data_iter))
+                    batch = next(data_iter)
+                    if self.cache is not None:
+                        batch = self.cache.complete(batch, cached_key(self.cache.model),
+                                                    keep_index=self.losses.needs_index)
+                    batch = par.put_batch(batch)
                     wait += time.perf_counter() - t0
                     state, metrics = train_step(state, frozen, batch, rng)
                     step += 1
                     last = step == pipe.total_steps
                     if step % int(tcfg.log_every_steps) == 0 or last:
                         self._check_finite(state, metrics, ckpts)
-                        runlog.scalars(step, jax.device_get(metrics))
+                        runlog.scalars(step, self._with_counters(jax.device_get(metrics), state, pipe))
                         runlog.advance(step)
                     if step % eval_every == 0 or last:
                         last_eval = evaluate(par, eval_step, state.params, state.batch_stats, frozen,
                                              self.test_source, batch_size=int(tcfg.eval_batch_size))
                         runlog.scalars(step, {k: v for k, v in last_eval.items() if k != "count"}, kind="eval")
-                    if step % int(tcfg.checkpoint_every_steps) == 0 or last or preempt.requested:
-                        self._check_finite(state, metrics, ckpts)
-                        ckpts.save(step, state, data_iter, meta)
                     if stop_after and step - start >= stop_after and not last:
                         preempt.requested = True
+                    preempt.agree(step)  # multi-host: all processes stop at the same step
+                    if step % int(tcfg.checkpoint_every_steps) == 0 or last or preempt.requested:
+                        self._check_finite(state, metrics, ckpts)
                         ckpts.save(step, state, data_iter, meta)
                     if preempt.requested and not last:
                         ckpts.wait()
@@ -163,12 +245,13 @@ class Phase:
         finally:
             ckpts.close()
             runlog.close()
+            if hasattr(data_iter, "close"):  # reader threads / worker processes
+                data_iter.close()
         elapsed = time.perf_counter() - loop_start
         if last_eval is None:
             last_eval = evaluate(par, eval_step, state.params, state.batch_stats, frozen, self.test_source,
                                  batch_size=int(tcfg.eval_batch_size))
-        if is_main:
-            self.export(export_dir, state, frozen)
+        self.export(export_dir, state, frozen)  # every process: gathers FSDP shards; process 0 writes
         steps_run = pipe.total_steps - start
         result = dict(last_eval, steps=pipe.total_steps, seconds=elapsed,
                       data_wait_fraction=wait / elapsed if elapsed > 0 and steps_run else 0.0)
@@ -180,6 +263,16 @@ class Phase:
                   f"{100 * result['data_wait_fraction']:.1f}% of the time", flush=True)
         return result
 
+    def _with_counters(self, metrics: dict, state, pipe) -> dict:
+        """Logged scalars plus the run's health counters: dropped non-finite steps, skipped bad images."""
+        metrics = dict(metrics)
+        bad = int(jax.device_get(state.nonfinite_steps))
+        if bad:
+            metrics["nonfinite_steps"] = bad
+        if self.config.data.get("skip_bad_images"):
+            metrics["data/bad_images"] = pipe.bad_images.value
+        return metrics
+
     def _check_finite(self, state, metrics, ckpts):
         bad = int(jax.device_get(state.nonfinite_steps))
         if bad == 0:
@@ -187,49 +280,44 @@ class Phase:
         policy, limit = self.config.train.nonfinite, int(self.config.train.max_skipped)
         if policy == "skip" and bad <= limit:
             return
-        first = int(jax.device_get(state.first_nonfinite))
-        host = jax.device_get(metrics)
-        entries = [k for k, v in host.items() if k.startswith("loss") and not np.isfinite(v)]
-        good = ckpts.latest_step()
-        raise NonFiniteLoss(
-            f"[{self.desc}] the loss became non-finite at step {first + 1}"
-            + (f" (entries non-finite at the last logged step: {', '.join(entries)})" if entries else "")
-            + (f"; {bad} steps skipped, over train.max_skipped={limit}" if policy == "skip" else "")
-            + f". No update from those steps was applied and no NaN checkpoint was written; last good checkpoint: "
-            + (f"step {good} in {ckpts.directory}" if good is not None else "none yet")
-            + ". Lower optim.lr, check the loss weights, or set train.nonfinite=skip.")
+        ckpts.wait()  # so that "last good checkpoint" names a committed one
+        raise NonFiniteLoss(nonfinite_message(
+            self.desc, self.config, self.losses, int(jax.device_get(state.first_nonfinite)) + 1, bad,
+            jax.device_get(state.nonfinite_counts or {}), ckpts.latest_step(), ckpts.directory))
 
     def restore_latest(self):
         """(state, frozen, step) from the newest good checkpoint of this phase, for evaluation."""
         tx, _ = build_optimizer(self.config.optim, 1, 1)
-        params, batch_stats, frozen = self.initial_variables()
-        state = create_state(params, batch_stats, tx)
+        state, frozen = self.initial_state(tx)
         par = self.parallel
-        ckpts = PhaseCheckpoints(os.path.join(self.directory, "checkpoints"))
+        ckpts = PhaseCheckpoints(os.path.join(self.directory, "checkpoints"), read_only=True)
         try:
-            restored = ckpts.restore(abstract_like(state, par.replicated()))
+            restored = ckpts.restore(par.abstract(state))
         finally:
             ckpts.close()
         if restored is None:
             return None
         state = restored[0]
-        return state, par.replicate(frozen), int(jax.device_get(state.step))
+        return state, frozen, int(jax.device_get(state.step))
 
     def evaluate(self, state, frozen) -> dict:
-        eval_step = self.parallel.jit_eval_step(make_eval_step(self.model, mean=self.mean, std=self.std,
-                                                               compute_dtype=self.dtype))
+        eval_step = self._jit_eval_step(state, frozen)
         return evaluate(self.parallel, eval_step, state.params, state.batch_stats, frozen, self.test_source,
                         batch_size=int(self.config.train.eval_batch_size))
 
     # ---- export ----------------------------------------------------------------------------------------------
     def export(self, export_dir: str, state, frozen):
+        """Called on every process (FSDP-sharded params are gathered with a collective); process 0 writes."""
         name = self.config.export_model
         if name in frozen:
-            variables = jax.device_get(frozen[name])
+            variables = self.parallel.fetch(frozen[name])
         else:
-            variables = {"params": jax.device_get(state.params[name])}
+            variables = {"params": state.params[name]}
             if name in state.batch_stats:
-                variables["batch_stats"] = jax.device_get(state.batch_stats[name])
+                variables["batch_stats"] = state.batch_stats[name]
+            variables = self.parallel.fetch(variables)
+        if jax.process_index() != 0:
+            return
         sub = self.submodels[name]
         kwargs = {k: v for k, v in sub.kwargs.items() if k != "num_classes"}
         spec = export_lib.make_spec(sub.arch, kwargs, self.num_classes, self.info.image_shape, self.mean, self.std,

@@ -20,12 +20,38 @@ class TrainState:
     opt_state: Any
     nonfinite_steps: jax.Array   # steps whose loss was NaN/inf and whose update was dropped
     first_nonfinite: jax.Array   # step of the first such step, -1 if none
+    nonfinite_counts: Any = None  # {check name: in how many dropped steps it was NaN/inf}, see nonfinite_checks
+    loss_state: Any = None  # non-gradient loss state (CRD memory banks), CombinedLoss.init_state / apply; None if none
 
 
-def create_state(params, batch_stats, tx) -> TrainState:
+def nonfinite_checks(losses=None):
+    """What a step checks for NaN/inf: the total loss, each loss term, the gradients, the updated state."""
+    terms = tuple(f"loss/{t}" for t in losses.term_names) if losses is not None else ()
+    return ("loss",) + terms + ("grads", "update")
+
+
+def create_state(params, batch_stats, tx, losses=None, loss_state=None) -> TrainState:
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                       opt_state=tx.init(params), nonfinite_steps=jnp.zeros((), jnp.int32),
-                      first_nonfinite=jnp.full((), -1, jnp.int32))
+                      first_nonfinite=jnp.full((), -1, jnp.int32),
+                      nonfinite_counts={k: jnp.zeros((), jnp.int32) for k in nonfinite_checks(losses)},
+                      loss_state=loss_state or None)
+
+
+def apply_losses(losses, loss_params, loss_state, outputs, batch, rng, epoch):
+    """(total, terms, new loss_state). The batch's "soft_label" (mixup/cutmix) and "index" (dataset index, CRD)
+    are passed on when present; stateful losses (loss_state not None) go through `losses.apply`."""
+    extra = {kw: batch[k] for kw, k in (("soft_labels", "soft_label"), ("indices", "index")) if k in batch}
+    kw = dict(rng=rng, epoch=epoch, label_mask=batch.get("label_mask"), **extra)
+    if loss_state is not None:
+        return losses.apply(loss_params, loss_state, outputs, batch["label"], **kw)
+    total, terms = losses(loss_params, outputs, batch["label"], **kw)
+    return total, terms, None
+
+
+def _all_finite(tree):
+    flags = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
 
 
 def _topk_hits(logits, labels, k):
@@ -34,42 +60,104 @@ def _topk_hits(logits, labels, k):
     return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
 
 
+def cast_floats(tree, dtype):
+    """The mixed-precision policy's cast: floating leaves to `dtype`, others untouched."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def _compute_variables(params, frozen, dtype):
+    """Model params and frozen models' params in the compute dtype; batch statistics stay float32."""
+    model_params = {k: v for k, v in params.items() if k != LOSS_PARAMS}
+    if jnp.dtype(dtype) == jnp.float32:
+        return model_params, frozen
+    frozen = {n: {c: (cast_floats(v, dtype) if c == "params" else v) for c, v in variables.items()}
+              for n, variables in frozen.items()}
+    return cast_floats(model_params, dtype), frozen
+
+
+def cached_key(name: str) -> str:
+    """Batch key of a model's precomputed logits (offline distillation, `config.teacher_cache`)."""
+    return f"cached_logits/{name}"
+
+
+def micro_batches(batch, k: int):
+    """[B, ...] → [k, B/k, ...]; micro-batch j takes rows j, j+k, j+2k, ... so that every device's contiguous
+    slice of the batch contributes equally to every micro-batch (no data moves between devices)."""
+    return jax.tree.map(lambda a: jnp.swapaxes(a.reshape((a.shape[0] // k, k) + a.shape[1:]), 0, 1), batch)
+
+
 def make_train_step(model: DistillationModel, losses, tx, schedule, *, mean, std, steps_per_epoch: int,
-                    compute_dtype=jnp.float32):
+                    compute_dtype=jnp.float32, grad_accum_steps: int = 1, cached=()):
+    """The pure train step.
+
+    compute_dtype: bfloat16 runs the forward and backward passes with bf16 copies of the params and inputs
+      (float32 master params, optimizer state, batch statistics and losses).
+    grad_accum_steps: k > 1 splits the batch into k micro-batches run one after another in a lax.scan, averaging
+      their gradients (BatchNorm statistics are updated micro-batch by micro-batch); one optimizer update.
+    cached: names of frozen models whose logits come with the batch (`cached_key(name)`) instead of being computed.
+    """
+    accum = int(grad_accum_steps or 1)
+
+    def forward(params, batch_stats, frozen, batch, r_model, r_loss, epoch, loss_state=None):
+        images = normalize(batch["image"], mean, std, compute_dtype)
+        model_params, frozen_c = _compute_variables(params, frozen, compute_dtype)
+        outputs, new_stats = model.apply(model_params, batch_stats, frozen_c, images, train=True, rng=r_model)
+        outputs = jax.tree.map(lambda a: a.astype(jnp.float32), outputs)
+        for name in cached:
+            outputs[name] = {"logits": jax.lax.stop_gradient(batch[cached_key(name)].astype(jnp.float32))}
+        total, terms, new_loss_state = apply_losses(losses, params.get(LOSS_PARAMS, {}), loss_state, outputs, batch,
+                                                    r_loss, epoch)
+        top1 = {name: jnp.mean(_topk_hits(out["logits"], batch["label"], 1)) for name, out in outputs.items()}
+        return total, (terms, new_stats, top1, new_loss_state)
+
+    grad_fn = jax.value_and_grad(forward, has_aux=True)
+
     def train_step(state: TrainState, frozen, batch, rng):
         rng = jax.random.fold_in(rng, state.step)
         r_model, r_loss = jax.random.split(rng)
-        images = normalize(batch["image"], mean, std, compute_dtype)
-        labels = batch["label"]
-        label_mask = batch.get("label_mask")
         epoch = (state.step // steps_per_epoch + 1).astype(jnp.float32)
 
-        def loss_fn(params):
-            model_params = {k: v for k, v in params.items() if k != LOSS_PARAMS}
-            outputs, new_stats = model.apply(model_params, state.batch_stats, frozen, images, train=True,
-                                             rng=r_model)
-            outputs = jax.tree.map(lambda a: a.astype(jnp.float32), outputs)
-            total, terms = losses(params.get(LOSS_PARAMS, {}), outputs, labels, rng=r_loss, epoch=epoch,
-                                  label_mask=label_mask)
-            return total, (terms, new_stats, outputs)
+        if accum == 1:
+            (total, (terms, new_stats, top1, loss_state)), grads = grad_fn(
+                state.params, state.batch_stats, frozen, batch, r_model, r_loss, epoch, state.loss_state)
+        else:
+            def micro(carry, xs):
+                grad_sum, stats, ls = carry
+                mb, j = xs
+                (t, (tm, st, t1, ls)), g = grad_fn(state.params, stats, frozen, mb, jax.random.fold_in(r_model, j),
+                                                   jax.random.fold_in(r_loss, j), epoch, ls)
+                return (jax.tree.map(jnp.add, grad_sum, g), st, ls), (t, tm, t1)
 
-        (total, (terms, new_stats, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+            zeros = jax.tree.map(jnp.zeros_like, state.params)
+            (grad_sum, new_stats, loss_state), (totals, terms_k, top1_k) = jax.lax.scan(
+                micro, (zeros, state.batch_stats, state.loss_state), (micro_batches(batch, accum), jnp.arange(accum)))
+            grads = jax.tree.map(lambda g: g / accum, grad_sum)
+            total = jnp.mean(totals)
+            terms, top1 = jax.tree.map(jnp.mean, terms_k), jax.tree.map(jnp.mean, top1_k)
+
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        finite = jnp.isfinite(total)
+        # a step applies nothing unless the loss, every gradient and the whole updated state are finite
+        checks = {"loss": jnp.isfinite(total), "grads": _all_finite(grads),
+                  "update": _all_finite((params, new_stats, opt_state, loss_state))}
+        checks.update({f"loss/{k}": jnp.isfinite(v) for k, v in terms.items()})
+        finite = checks["loss"] & checks["grads"] & checks["update"]
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
         new_state = state.replace(
             step=state.step + 1,
             params=keep(params, state.params),
             batch_stats=keep(new_stats, state.batch_stats),
             opt_state=keep(opt_state, state.opt_state),
+            loss_state=keep(loss_state, state.loss_state),
             nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
             first_nonfinite=jnp.where((state.first_nonfinite < 0) & ~finite, state.step, state.first_nonfinite),
+            nonfinite_counts=None if state.nonfinite_counts is None else {
+                k: n + (~finite & ~checks.get(k, jnp.array(True))).astype(jnp.int32)
+                for k, n in state.nonfinite_counts.items()},
         )
         metrics = {"loss": total, "lr": schedule(state.step)}
         metrics.update({f"loss/{k}": v for k, v in terms.items()})
-        for name, out in outputs.items():
-            metrics[f"top1/{name}"] = jnp.mean(_topk_hits(out["logits"], labels, 1))
+        metrics.update({f"top1/{name}": v for name, v in top1.items()})
         return new_state, metrics
 
     return train_step
@@ -81,7 +169,7 @@ def make_eval_step(model: DistillationModel, *, mean, std, compute_dtype=jnp.flo
     def eval_step(params, batch_stats, frozen, batch):
         images = normalize(batch["image"], mean, std, compute_dtype)
         labels, mask = batch["label"], batch["mask"]
-        model_params = {k: v for k, v in params.items() if k != LOSS_PARAMS}
+        model_params, frozen = _compute_variables(params, frozen, compute_dtype)
         outputs, _ = model.apply(model_params, batch_stats, frozen, images, train=False, rng=jax.random.PRNGKey(0))
         sums = {"count": jnp.sum(mask)}
         for name, out in outputs.items():

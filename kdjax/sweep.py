@@ -87,7 +87,7 @@ def run_sweep(sweep, workdir: str) -> dict:
         print(f"sweep: training the teacher ({sweep.teacher.arch}, {sweep.teacher_epochs} epochs)", flush=True)
         train.run(teacher_config(sweep), teacher_dir)
     teacher_export = os.path.join(teacher_dir, "export")
-    runs = [(m, s) for m in sweep.methods for s in sweep.seeds]
+    runs = [(m, s) for m in sweep.methods for s in seeds_of(sweep, m)]
     started = time.time()
     done_now = 0
     for i, (method, seed) in enumerate(runs):
@@ -106,12 +106,16 @@ def run_sweep(sweep, workdir: str) -> dict:
     return results
 
 
+def seeds_of(sweep, method: str):
+    return tuple(sweep.get("seeds_for", {}).get(method, sweep.seeds))
+
+
 def collect(sweep, workdir: str) -> dict:
     teacher = _read(os.path.join(workdir, "teacher", "summary.json"))["eval"]
     out = {"teacher": {"arch": sweep.teacher.arch, "top1": teacher["Teacher/top1"]}, "methods": {}}
     for method in sweep.methods:
         accs, secs, curves = [], [], []
-        for seed in sweep.seeds:
+        for seed in seeds_of(sweep, method):
             run_dir = os.path.join(workdir, "runs", method, f"seed{seed}")
             summary = _read(os.path.join(run_dir, "summary.json"))
             accs.append(summary["eval"]["Student/top1"])
@@ -119,9 +123,10 @@ def collect(sweep, workdir: str) -> dict:
             with open(os.path.join(run_dir, "metrics.jsonl")) as f:
                 evals = [json.loads(line) for line in f if '"eval"' in line]
             curves.append([(r["step"], r["Student/top1"]) for r in evals])
-        cfg = method_config(sweep, method, sweep.seeds[0], "")
+        cfg = method_config(sweep, method, seeds_of(sweep, method)[0], "")
         losses = "; ".join(_describe(e) for e in cfg.losses.values())
-        out["methods"][method] = {"top1": accs, "seconds": secs, "curves": curves, "losses": losses}
+        out["methods"][method] = {"top1": accs, "seconds": secs, "curves": curves, "losses": losses,
+                                  "seeds": list(seeds_of(sweep, method))}
     return out
 
 
@@ -137,8 +142,9 @@ def write_report(sweep, results: dict, workdir: str):
              f"Student `{sweep.student.arch}` under each method, {len(sweep.seeds)} seeds "
              f"({', '.join(map(str, sweep.seeds))}), {sweep.base.train.epochs:g} epochs, batch "
              f"{sweep.base.train.batch_size}, data `{sweep.base.data.name}`.", "",
-             "| method | top-1 mean ± std (%) | gain over baseline (pp) | gain / std | wall time per run (s) | losses |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| method | top-1 mean ± std (%) | gain over baseline (pp) | gain / std | seeds | wall time per run (s) | "
+             "losses |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for method, r in results["methods"].items():
         acc = 100 * np.asarray(r["top1"])
         std = acc.std(ddof=1) if len(acc) > 1 else 0.0
@@ -146,9 +152,11 @@ def write_report(sweep, results: dict, workdir: str):
             gain, ratio = "–", "–"
         else:
             g = acc.mean() - 100 * base.mean()
-            pooled = np.sqrt((std ** 2 + (100 * base).std(ddof=1) ** 2) / 2) if len(acc) > 1 else 0.0
+            base_std = (100 * base).std(ddof=1) if len(base) > 1 else 0.0
+            pooled = np.sqrt((std ** 2 + base_std ** 2) / 2) if len(acc) > 1 else base_std
             gain, ratio = f"{g:+.2f}", (f"{g / pooled:+.1f}" if pooled > 0 else "–")
-        lines.append(f"| {method} | {acc.mean():.2f} ± {std:.2f} | {gain} | {ratio} | "
+        std_text = f"{std:.2f}" if len(acc) > 1 else "–"
+        lines.append(f"| {method} | {acc.mean():.2f} ± {std_text} | {gain} | {ratio} | {len(acc)} | "
                      f"{np.mean(r['seconds']):.0f} | {r['losses']} |")
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

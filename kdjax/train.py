@@ -7,7 +7,7 @@ import os
 import jax
 import ml_collections
 
-from kdjax.config_check import check_config, check_workdir
+from kdjax.config_check import check_config, check_data, check_inits, check_workdir
 from kdjax.config_defaults import loss_entry
 from kdjax.data.sources import open_source
 from kdjax.errors import ConfigError
@@ -32,29 +32,73 @@ def pretrain_config(config, name: str):
     return c
 
 
-def run(config, workdir: str) -> dict:
-    """Train and export; returns {"teacher": eval dict or None, "student": eval dict, "export_dir": path}."""
+# a pretrain phase trains with these fields of config.pretrain (see pretrain_config): name them in its errors
+_PRETRAIN_FIELDS = (("train.batch_size", "pretrain.batch_size"), ("train.epochs", "pretrain.epochs"),
+                    ("optim.", "pretrain.optim."))
+
+
+def _pretrain_phase(config, name, phase_dir, train_src, test_src, info):
+    try:
+        return Phase(pretrain_config(config, name), phase_dir, train_src, test_src, info, f"train {name}")
+    except ConfigError as e:
+        for ours, theirs in _PRETRAIN_FIELDS:
+            if e.field.startswith(ours):
+                raise ConfigError(theirs + e.field[len(ours):], e.message) from None
+        raise
+
+
+def _barrier(name: str):
+    """Wait for every process (multi-host runs), so process 0's workdir changes are seen by all."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def run(config, workdir: str, restart: bool = False) -> dict:
+    """Train and export; returns {"eval": eval dict, "export_dir": path, "pretrained": {name: export dir}}.
+
+    Every check (config, inits, data, model output shapes, devices, workdir) runs before anything is written to
+    `workdir`; `restart` then moves an existing run there aside (`WORKDIR.old-DATE`) and starts fresh.
+    """
     config = copy.deepcopy(config)
     workdir = os.path.abspath(workdir)
     check_config(config)
     train_src, info = open_source(config.data, "train")
     test_src, _ = open_source(config.data, "test")
+    check_data(config, info, train=train_src, test=test_src)
+    check_inits(config, int(config.data.get("num_classes") or info.num_classes))
     is_main = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
-    check_workdir(config, workdir)
 
-    pretrained = {}
+    # Build every phase first: their constructors check captures, output shapes, classes and the device mesh.
+    pretrain_phases = {}
+    distill_config = copy.deepcopy(config)
     for name, m in config.models.items():
         if m.init != TRAIN_FIRST:
             continue
         phase_dir = os.path.join(workdir, "pretrain", name)
         export_dir = os.path.join(phase_dir, "export")
+        pretrain_phases[name] = (_pretrain_phase(config, name, phase_dir, train_src, test_src, info), export_dir)
+        with distill_config.unlocked():
+            distill_config.models[name].init = export_dir
+    phase = Phase(distill_config, workdir, train_src, test_src, info, "distill")
+
+    if restart and is_main:
+        from kdjax.workdir import move_aside
+
+        move_aside(workdir)
+    _barrier("kdjax_workdir_moved")
+    os.makedirs(workdir, exist_ok=True)
+    check_workdir(config, workdir)
+    _barrier("kdjax_config_written")
+
+    pretrained = {}
+    for name, (pre, export_dir) in pretrain_phases.items():
         if not is_export_dir(export_dir):
             if is_main:
-                print(f"models.{name} has init='train': training {name} ({m.arch}) first with ground-truth CE for "
-                      f"{config.pretrain.epochs} epochs, then distilling.", flush=True)
-            phase = Phase(pretrain_config(config, name), phase_dir, train_src, test_src, info, f"train {name}")
-            result = phase.train(export_dir)
+                print(f"models.{name} has init='train': training {name} ({config.models[name].arch}) first with "
+                      f"ground-truth CE for {config.pretrain.epochs} epochs, then distilling.", flush=True)
+            result = pre.train(export_dir)
             if result.get("preempted"):
                 return result
         elif is_main:
@@ -63,7 +107,6 @@ def run(config, workdir: str) -> dict:
             config.models[name].init = export_dir
         pretrained[name] = export_dir
 
-    phase = Phase(config, workdir, train_src, test_src, info, "distill")
     result = phase.train(os.path.join(workdir, "export"))
     if result.get("preempted"):
         return result

@@ -38,6 +38,8 @@ def _stack(records):
     out = {"image": image, "label": label}
     if "label_mask" in records[0]:
         out["label_mask"] = np.asarray([r["label_mask"] for r in records], dtype=np.float32)
+    if "index" in records[0]:  # dataset index of each record (CRD's memory bank rows, losses.crd.IndexedRecords)
+        out["index"] = np.asarray([r["index"] for r in records], dtype=np.int32)
     if BAD_KEY in records[0]:
         out[BAD_KEY] = int(sum(int(r[BAD_KEY]) for r in records))
     return out

@@ -5,6 +5,10 @@ also when the config has a single entry; PaddleClas' CombinedLoss has a shortcut
 the first value of that single entry unweighted (see the golden `combined_ssld_single_dml_weight3`).
 A PaddleClas config with one entry and weight != 1 therefore trains with a loss `weight` times
 larger in kdjax; set the weight to 1.0 to reproduce it.
+
+Loss state: a loss may keep non-gradient state between steps (CRD's memory banks). `init_state(rng,
+num_data)` creates it ({} when no loss has any); `apply(params, state, ...)` returns it updated next to
+(total, terms); the train step keeps it in `TrainState.loss_state`, so it is checkpointed with the rest.
 """
 
 from typing import Any, Dict, Optional, Tuple
@@ -44,7 +48,17 @@ class CombinedLoss:
 
     @property
     def needs_rng(self) -> bool:
-        return any(e.type == "mgd" for e in self.entries)
+        return any(e.spec.needs_rng for e in self.entries)
+
+    @property
+    def needs_index(self) -> bool:
+        """Some loss reads the dataset index of each example (CRD): batches need an "index" key."""
+        return any(e.spec.needs_index for e in self.entries)
+
+    @property
+    def stateful(self) -> bool:
+        """Some loss keeps non-gradient state between steps (see `init_state` / `apply`)."""
+        return any(e.spec.state_init is not None for e in self.entries)
 
     def _units(self):
         """(entry, unit, term names, param key, running unit index) for every term group."""
@@ -65,36 +79,71 @@ class CombinedLoss:
         """
         params = {}
         for e, unit, _, pkey, k in self._units():
-            if pkey is not None:
+            if pkey is not None and e.spec.init is not None:
                 a, b = self._pair(outputs, unit)
                 params[pkey] = e.spec.init(e, a, b, jax.random.fold_in(rng, k))
         return params
 
-    def __call__(self, loss_params, outputs, labels, *, rng=None, epoch=None,
-                 label_mask=None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+    def init_state(self, rng, num_data: int) -> Dict[str, Any]:
+        """Non-gradient loss state (CRD memory banks of `num_data` rows, the training set size); {} if none."""
+        state = {}
+        for e, _, _, pkey, k in self._units():
+            if e.spec.state_init is not None:
+                state[pkey] = e.spec.state_init(e, int(num_data), jax.random.fold_in(rng, k))
+        return state
+
+    def __call__(self, loss_params, outputs, labels, *, rng=None, epoch=None, label_mask=None,
+                 soft_labels=None, loss_state=None, indices=None) -> Tuple[jax.Array, Dict[str, jax.Array]]:
         """(total, terms): float32 scalars, each term already multiplied by its entry's weight.
 
         outputs: {model: {"logits": [N, C], feature: [N, H, W, C] or [N, D]}}; labels: int [N] or None;
         label_mask: [N], 0 for unlabeled rows (gt_ce averages over labeled rows only, dkd/wsl use the
-        teacher's argmax there); rng: PRNG key (MGD masks); epoch: 1-based (DKD warm-up).
+        teacher's argmax there); rng: PRNG key (MGD masks, CRD negatives); epoch: 1-based (DKD warm-up);
+        soft_labels: float [N, C] mixup/cutmix targets (gt_ce becomes soft-target CE); loss_state / indices:
+        what a stateful loss (CRD) reads, its update is dropped here: use `apply` to keep it.
+        """
+        total, terms, _ = self.apply(loss_params, loss_state, outputs, labels, rng=rng, epoch=epoch,
+                                     label_mask=label_mask, soft_labels=soft_labels, indices=indices)
+        return total, terms
+
+    def apply(self, loss_params, loss_state, outputs, labels, *, rng=None, epoch=None, label_mask=None,
+              soft_labels=None, indices=None) -> Tuple[jax.Array, Dict[str, jax.Array], Dict[str, Any]]:
+        """(total, terms, new loss_state): `__call__` plus the updated state of stateful losses (CRD).
+
+        loss_state: what `init_state` (or the previous call) returned; indices: int [N], each example's index
+        in the training set (CRD's memory rows).
         """
         if self.needs_rng and rng is None:
-            raise ValueError("this loss config contains 'mgd', which draws a fresh mask each call: pass rng=")
+            kinds = sorted({e.type for e in self.entries if e.spec.needs_rng})
+            raise ValueError(f"this loss config contains {kinds}, which draw fresh random numbers each call "
+                             "(MGD masks, CRD negatives): pass rng=")
+        if self.stateful and loss_state is None:
+            raise ValueError("this loss config keeps state between steps (crd): pass loss_state= "
+                             "(CombinedLoss.init_state, then what apply returned)")
         terms: Dict[str, jax.Array] = {}
+        new_state: Dict[str, Any] = {}
         total = jnp.zeros((), F32)
         for e, unit, names, pkey, k in self._units():
             a, b = self._pair(outputs, unit)
-            if pkey is not None and pkey not in loss_params:
+            if e.spec.learnable and pkey not in loss_params:
                 raise KeyError(f"loss_params has no {pkey!r} (losses[{e.index}], {e.type}): pass what "
                                "CombinedLoss.init returned")
+            stateful = e.spec.state_init is not None
+            if stateful and pkey not in loss_state:
+                raise KeyError(f"loss_state has no {pkey!r} (losses[{e.index}], {e.type}): pass what "
+                               "CombinedLoss.init_state returned")
             ctx = Ctx(labels=labels, label_mask=label_mask, epoch=epoch,
                       rng=None if rng is None else jax.random.fold_in(rng, k),
-                      params=None if pkey is None else loss_params[pkey])
-            for name, value in zip(names, e.spec.compute(e, a, b, ctx)):
+                      params=loss_params[pkey] if e.spec.learnable else None, soft_labels=soft_labels,
+                      state=loss_state[pkey] if stateful else None, indices=indices)
+            values = e.spec.compute(e, a, b, ctx)
+            if stateful:
+                values, new_state[pkey] = values
+            for name, value in zip(names, values):
                 value = f32(value) * F32(e.weight)
                 terms[name] = value
                 total = total + value
-        return total, terms
+        return total, terms, new_state
 
     def param_key(self, index: int, unit) -> Optional[str]:
         """Key in `init`'s dict of entry `index`'s params for `unit` (a model pair); None if not learnable."""

@@ -143,6 +143,9 @@ def parse_entry(i: int, cfg) -> LossEntry:
                                   "student / teacher feature names, e.g. ['blocks[0]', 'blocks[1]']")
         s_keys = _names(cfg["s_keys"], f"losses[{i}].s_keys", "feature")
         t_keys = _names(cfg["t_keys"], f"losses[{i}].t_keys", "feature")
+        if kind == "at" and len(s_keys) != len(t_keys):
+            raise ConfigError(f"losses[{i}].t_keys", f"'at' pairs student and teacher maps one to one: s_keys has "
+                              f"{len(s_keys)} names and t_keys {len(t_keys)}; give both the same length")
     key_fields = ("s_key" if "s_key" in cfg else "key", "t_key" if "t_key" in cfg else "key")
     if spec.multi_key:
         key_fields = ("s_keys", "t_keys")
@@ -172,7 +175,7 @@ def input_keys(entry: LossEntry, side: int) -> Tuple[str, ...]:
 
 def term_names(entries) -> Tuple[Tuple[Tuple[str, ...], ...], Tuple[Tuple[Optional[str], ...], ...]]:
     """Per entry, per unit: the term names ('dkd/Student-Teacher', 'rkd/Student-Teacher/angle') and
-    the key of its learnable params ('mgd_Student_Teacher'); a clash gets '#<entry index>'."""
+    the key of its learnable params and state ('mgd_Student_Teacher'); a clash gets '#<entry index>'."""
     seen, seen_p, names, pkeys = set(), set(), [], []
     for e in entries:
         e_names, e_pkeys = [], []
@@ -184,7 +187,7 @@ def term_names(entries) -> Tuple[Tuple[Tuple[str, ...], ...], Tuple[Tuple[Option
             seen.update(parts)
             e_names.append(parts)
             pkey = None
-            if e.spec.learnable:
+            if e.spec.learnable or e.spec.state_init is not None:
                 pkey = f"{e.type}_{'_'.join(unit)}"
                 pkey = f"{pkey}_{e.index}" if pkey in seen_p else pkey
                 seen_p.add(pkey)

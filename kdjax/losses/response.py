@@ -7,6 +7,7 @@ exactly 0, as in the references. Softmax gradients use numerics.softmax (accurat
 Definitions and quirks: ../shared/golden/LOSSES.md.
 """
 
+import math
 from typing import Optional
 
 import jax
@@ -213,3 +214,71 @@ def wsl_loss(student_logits, teacher_logits, target=None, temperature: float = 2
     temp = float(temperature)
     kd = -jnp.sum(softmax(t / temp, axis=-1) * jax.nn.log_softmax(s / temp, axis=-1), axis=-1)
     return jnp.mean(kd * weight) * (temp * temp)
+
+
+def standardize_logits(logits, eps: float = 1e-7):
+    """Logit standardization (Sun et al., CVPR 2024): per-sample z-score (z − mean) / (std + ε), std with
+    Bessel's correction and ε = 1e-7, as the authors' `normalize` (torch.std is unbiased). A constant row maps
+    to zeros with a finite gradient (safe_norm) instead of NaN."""
+    z = f32(logits)
+    c = z.shape[-1]
+    centred = z - jnp.mean(z, axis=-1, keepdims=True)
+    std = safe_norm(centred, -1)[..., None] / math.sqrt(max(c - 1, 1))
+    return centred / (eps + std)
+
+
+def _layer_norm(z, eps: float):
+    """paddle F.layer_norm over the class axis without weight/bias: (z − mean) / √(biased var + ε)."""
+    centred = z - jnp.mean(z, axis=-1, keepdims=True)
+    return centred * jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + eps)
+
+
+def skd_loss(student_logits, teacher_logits, target=None, temperature: float = 1.0, multiplier: float = 2.0,
+             alpha: float = 0.9):
+    """PaddleClas SKDLoss (spherical KD, Guo et al. 2020): both logits layer-normalised (ε = 1e-7) and scaled by
+    `multiplier`, then α · T² · mean_n(soft-CE_T(teacher ‖ student)) + (1 − α) · CE(student, target).
+
+    `target=None` means the teacher's argmax (PaddleClas). The teacher side is differentiated as in the
+    reference (explicit softmax, not paddle's soft-label op); a frozen teacher is unaffected.
+    """
+    s = _layer_norm(f32(student_logits), 1e-7) * multiplier
+    t = _layer_norm(f32(teacher_logits), 1e-7) * multiplier
+    c = s.shape[-1]
+    if target is None:
+        target = jnp.argmax(t, axis=-1)
+    temp = float(temperature)
+    kd = -jnp.sum(softmax(t / temp, axis=-1) * jax.nn.log_softmax(s / temp, axis=-1), axis=-1)
+    kd = jnp.mean(kd) * temp * temp
+    onehot = jax.nn.one_hot(flat_labels(target), c, dtype=F32)
+    ce = jnp.mean(-jnp.sum(onehot * jax.nn.log_softmax(s, axis=-1), axis=-1))
+    return kd * alpha + ce * (1.0 - alpha)
+
+
+def soft_cross_entropy(logits, soft_labels, epsilon: Optional[float] = None, reduction: str = "mean",
+                       label_mask=None):
+    """CE against soft targets q [N, C] (mixup / cutmix): per row −Σ_c q_c · log softmax(x)_c.
+
+    ε in (0, 1) smooths like PaddleClas' CELoss on soft labels, (1 − ε)·q + ε/C (times the row's mass Σq, so
+    rows that sum to 1 get exactly that). `mean` divides by N; with `label_mask` (SSLD, where the pipeline has
+    already multiplied the one-hots by the mask) by the batch's ground-truth mass Σ q instead (at least 1), so
+    a batch of fully labeled rows gives the plain mean.
+    """
+    x = f32(logits)
+    q = f32(soft_labels)
+    c = x.shape[-1]
+    if q.shape != x.shape:
+        raise ValueError(f"soft labels must have the logits' shape {x.shape}, got {q.shape}")
+    mass = jnp.sum(q, axis=-1)
+    if epsilon is not None and 0.0 < float(epsilon) < 1.0:
+        eps = F32(epsilon)
+        q = (1.0 - eps) * q + eps / c * mass[:, None]
+    per_sample = -jnp.sum(q * jax.nn.log_softmax(x, axis=-1), axis=-1)
+    if reduction == "mean":
+        if label_mask is None:
+            return jnp.mean(per_sample)
+        return jnp.sum(per_sample) / jnp.maximum(jnp.sum(mass), 1.0)
+    if reduction == "sum":
+        return jnp.sum(per_sample)
+    if reduction == "none":
+        return per_sample
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")

@@ -74,7 +74,10 @@ def _pair_problem(e: LossEntry, s, t):
     if kind in ("soft_ce", "kd", "dml", "ssld", "dkd", "dist", "wsl", "distance") and s != t:
         return (f"student {list(s)} and teacher {list(t)} differ in shape and '{kind}' has no alignment "
                 "layer; pick keys with equal shapes (or use 'mgd', which aligns channels)")
-    if kind in ("dkd", "wsl") and (len(s) != 2 or s[-1] < 2):
+    if kind == "skd" and s != t:
+        return (f"student {list(s)} and teacher {list(t)} differ in shape and '{kind}' has no alignment "
+                "layer; pick keys with equal shapes")
+    if kind in ("dkd", "wsl", "skd") and (len(s) != 2 or s[-1] < 2):
         return f"needs [N, C] logits with C >= 2, got {list(s)}"
     if kind == "rkd":
         if p["target_size"] is not None and (len(s) != 4 or len(t) != 4):
@@ -85,6 +88,24 @@ def _pair_problem(e: LossEntry, s, t):
         if s[3] != p["student_channels"] or t[3] != p["teacher_channels"]:
             return (f"params say {p['student_channels']} -> {p['teacher_channels']} channels but the features "
                     f"have {s[3]} -> {t[3]}; set params.student_channels / teacher_channels to match")
+    if kind == "fitnet":
+        if len(s) != 4 or len(t) != 4:
+            return f"needs NHWC feature maps on both sides, got student {list(s)} and teacher {list(t)}"
+        if p["regressor"] == "conv3x3" and s[1:3] != t[1:3]:
+            return (f"regressor='conv3x3' needs equal H and W, got student {list(s)} and teacher {list(t)}; "
+                    "use regressor='conv' (kernel H_s − H_t + 1) or other keys")
+        if s[1] < t[1] or s[2] < t[2]:
+            return (f"the student map {list(s)} is smaller than the teacher's {list(t)}: the regressor (a valid "
+                    "convolution) cannot enlarge it; pick an earlier student feature or a later teacher one")
+    if kind == "pefd":
+        if len(s) not in (2, 4) or len(s) != len(t) or s[1:-1] != t[1:-1]:
+            return (f"needs [N, C] features or NHWC maps of equal H and W on both sides, got student {list(s)} "
+                    f"and teacher {list(t)}")
+        if s[-1] != p["student_channels"] or t[-1] != p["teacher_channels"]:
+            return (f"params say {p['student_channels']} -> {p['teacher_channels']} channels but the features "
+                    f"have {s[-1]} -> {t[-1]}; set params.student_channels / teacher_channels to match")
+    if kind == "crd" and (len(s) < 2 or len(t) < 2):
+        return f"needs [N, D] features (or maps, flattened per sample), got student {list(s)} and teacher {list(t)}"
     return None
 
 
@@ -92,7 +113,7 @@ def check_shapes(entries, outputs) -> None:
     """Shape pairing errors as ConfigError; `outputs` may hold arrays or jax.eval_shape structs."""
     for e in entries:
         for unit in e.units:
-            if e.spec.multi_key:  # AFD: lists of NHWC maps sharing one batch size
+            if e.spec.multi_key:  # AFD, AT: lists of NHWC maps sharing one batch size
                 shapes = [_shape(outputs, e, unit[side], k, side)
                           for side in (0, 1) for k in input_keys(e, side)]
                 if any(len(s) != 4 for s in shapes) or len({s[0] for s in shapes}) != 1:

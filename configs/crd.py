@@ -1,0 +1,35 @@
+"""CRD (contrastive representation distillation, Tian et al., ICLR 2020): ground-truth CE + NCE against memory banks.
+
+Embedding heads (Linear + L2-normalise to feat_dim 128) on both models' penultimate features; each example is
+contrasted with K negatives drawn from memory banks holding an embedding of every training example (one bank per
+side, momentum 0.5, temperature 0.07). The heads train with the student and are never exported; the banks are
+non-gradient loss state in the training state (checkpointed, so a resumed run continues with them). Training
+batches carry each example's dataset index for this ("index"). RepDistiller / mdistiller's recipe:
+  CE weight 1.0 [Student]                                                   → losses.gt_ce
+  CRD weight 0.8, feat_dim 128, nce_t 0.07, nce_m 0.5, on avg_pool          → losses.crd
+
+  --config=configs/crd.py            offline default: K = 1024 negatives per example. Scoring gathers B·(K+1)
+                                     memory rows per side, so a step costs time linear in K: on 2 CPU cores
+                                     K = 4096 made a step ~4× slower than K = 1024 (~10× a KD step);
+                                     --config.losses.crd.params.nce_k=16384 gives the paper's K
+  --config=configs/crd.py:cifar100   mdistiller CRD: resnet32x4 → resnet8x4, K = 16384
+"""
+
+from kdjax.config_defaults import base_config, loss_entry, model_entry
+from kdjax.config_presets import cifar100, unknown_preset
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train", capture=["avg_pool"])
+    c.models.Student = model_entry("convnet_student", capture=["avg_pool"])
+    c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])
+    c.losses.crd = loss_entry("crd", 0.8, pairs=[["Student", "Teacher"]], s_key="avg_pool", t_key="avg_pool",
+                              feat_dim=128, nce_k=1024, nce_t=0.07, nce_m=0.5)
+    c.export_model = "Student"
+    if arg == "cifar100":
+        cifar100(c, teacher_capture=["avg_pool"], student_capture=["avg_pool"])
+        c.losses.crd.params.nce_k = 16384
+    elif arg:
+        raise unknown_preset("configs/crd.py", arg, ["cifar100"])
+    return c

@@ -1,0 +1,30 @@
+"""SKD (spherical knowledge distillation, Guo et al. 2020) as PaddleClas' SKDLoss, frozen teacher.
+
+Both logits are layer-normalised over the classes and scaled by `multiplier` (a fixed norm: the "sphere"), then
+α · T² · soft-CE(teacher ‖ student) + (1 − α) · CE(student, labels) in one loss, so there is no separate
+ground-truth entry. PaddleClas resnet34_distill_resnet18_skd.yaml, line by line:
+  Teacher ResNet34 frozen, pretrained; Student ResNet18       → models.Teacher / models.Student
+  DistillationSKDLoss weight 1.0, T=1.0, multiplier 2.0, alpha 0.9, pairs [Student, Teacher]
+                                                              → losses.skd (labels as target; the teacher's
+                                                                argmax where a row has none)
+
+  --config=configs/skd.py            offline default (Fashion-MNIST, teacher trained first)
+  --config=configs/skd.py:imagenet   the PaddleClas ImageNet recipe (give --config.models.Teacher.init)
+"""
+
+from kdjax.config_defaults import base_config, loss_entry, model_entry
+from kdjax.config_presets import imagenet, unknown_preset
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train")
+    c.models.Student = model_entry("convnet_student")
+    c.losses.skd = loss_entry("skd", 1.0, pairs=[["Student", "Teacher"]], temperature=1.0, multiplier=2.0,
+                              alpha=0.9)
+    c.export_model = "Student"
+    if arg == "imagenet":
+        imagenet(c)
+    elif arg:
+        raise unknown_preset("configs/skd.py", arg, ["imagenet"])
+    return c
