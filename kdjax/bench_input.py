@@ -12,18 +12,19 @@ import os
 import tempfile
 import time
 
-from absl import app, flags
+from kdjax import cli_flags  # noqa: E402
+from absl import app
 
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 2000, "How many JPEGs to generate.")
-_SOURCE_SIZE = flags.DEFINE_integer("source_size", 256, "Side of the generated JPEGs.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 224, "Crop size of the ImageNet train augmentation.")
-_BATCH = flags.DEFINE_integer("batch_size", 64, "Batch size.")
-_WORKERS = flags.DEFINE_list("workers", ["0", "2"], "Worker process counts to measure (0: threads only).")
-_THREADS = flags.DEFINE_integer("threads", 2, "grain reader threads (per worker process).")
-_BATCHES = flags.DEFINE_integer("batches", 60, "Batches timed per setting (after warm-up).")
-_WARMUP = flags.DEFINE_integer("warmup", 4, "Batches read before timing starts.")
-_AUGMENT = flags.DEFINE_string("augment", "imagenet", "data.augment recipe.")
-_DIR = flags.DEFINE_string("dir", None, "Write the JPEGs here instead of a temporary directory.")
+_NUM_IMAGES = cli_flags.DEFINE_integer("num_images", 2000, "How many JPEGs to generate.")
+_SOURCE_SIZE = cli_flags.DEFINE_integer("source_size", 256, "Side of the generated JPEGs.")
+_IMAGE_SIZE = cli_flags.DEFINE_integer("image_size", 224, "Crop size of the ImageNet train augmentation.")
+_BATCH = cli_flags.DEFINE_integer("batch_size", 64, "Batch size.")
+_WORKERS = cli_flags.DEFINE_list("workers", ["0", "2"], "Worker process counts to measure (0: threads only).")
+_THREADS = cli_flags.DEFINE_integer("threads", 2, "grain reader threads (per worker process).")
+_BATCHES = cli_flags.DEFINE_integer("batches", 60, "Batches timed per setting (after warm-up).")
+_WARMUP = cli_flags.DEFINE_integer("warmup", 4, "Batches read before timing starts.")
+_AUGMENT = cli_flags.DEFINE_string("augment", "imagenet", "data.augment recipe.")
+_DIR = cli_flags.DEFINE_string("dir", None, "Write the JPEGs here instead of a temporary directory.")
 
 
 def write_jpegs(directory: str, count: int, size: int, seed: int = 0, classes: int = 10) -> str:

@@ -26,17 +26,17 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from absl import app, flags
-from ml_collections import config_flags
+from kdjax import cli_flags  # noqa: E402
+from absl import app
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "The training config whose teacher and data to use.",
+_CONFIG = cli_flags.DEFINE_config_file("config", None, "The training config whose teacher and data to use.",
                                           lock_config=False)
-_OUTPUT = flags.DEFINE_string("output", None, "Directory to write the cache to (must not exist unless --overwrite).")
-_MODEL = flags.DEFINE_string("model", None, "The frozen model to cache (default: the config's only frozen model).")
-_TOP_K = flags.DEFINE_integer("top_k", 0, "Store only the K largest logits per image (0: all of them).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "For init='train': the run whose pretrain/<model>/export to use.")
-_BATCH = flags.DEFINE_integer("batch_size", 0, "Images per teacher batch (0: config.train.eval_batch_size).")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing cache in --output.")
+_OUTPUT = cli_flags.DEFINE_string("output", None, "Directory to write the cache to (must not exist unless --overwrite).")
+_MODEL = cli_flags.DEFINE_string("model", None, "The frozen model to cache (default: the config's only frozen model).")
+_TOP_K = cli_flags.DEFINE_integer("top_k", 0, "Store only the K largest logits per image (0: all of them).")
+_WORKDIR = cli_flags.DEFINE_string("workdir", None, "For init='train': the run whose pretrain/<model>/export to use.")
+_BATCH = cli_flags.DEFINE_integer("batch_size", 0, "Images per teacher batch (0: config.train.eval_batch_size).")
+_OVERWRITE = cli_flags.DEFINE_bool("overwrite", False, "Replace an existing cache in --output.")
 
 
 def _pick_model(config, model):

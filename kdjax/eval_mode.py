@@ -4,7 +4,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from kdjax.data.pipeline import eval_batches
 from kdjax.data.sources import open_source

@@ -9,14 +9,15 @@ import os
 import sys
 
 import numpy as np
-from absl import app, flags
+from kdjax import cli_flags  # noqa: E402
+from absl import app
 
-_EXPORT = flags.DEFINE_string("export_dir", None, "Export directory (WORKDIR/export, or kdjax.convert output).")
-_TOPK = flags.DEFINE_integer("topk", 5, "How many classes to print per image.")
-_FROM_DATASET = flags.DEFINE_integer("from_dataset", 0, "Write this many test images of the dataset as PNG files "
+_EXPORT = cli_flags.DEFINE_string("export_dir", None, "Export directory (WORKDIR/export, or kdjax.convert output).")
+_TOPK = cli_flags.DEFINE_integer("topk", 5, "How many classes to print per image.")
+_FROM_DATASET = cli_flags.DEFINE_integer("from_dataset", 0, "Write this many test images of the dataset as PNG files "
                                      "(into --samples_dir) and predict them too.")
-_SAMPLES_DIR = flags.DEFINE_string("samples_dir", None, "Where --from_dataset writes (default: EXPORT_DIR/../samples).")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
+_SAMPLES_DIR = cli_flags.DEFINE_string("samples_dir", None, "Where --from_dataset writes (default: EXPORT_DIR/../samples).")
+_BATCH = cli_flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 

@@ -13,23 +13,24 @@ _STARTUP_SIGTERM = []
 if __name__ == "__main__":  # before the slow imports: a SIGTERM during start-up still ends cleanly, with exit code 0
     signal.signal(signal.SIGTERM, lambda *_: _STARTUP_SIGTERM.append(True))
 
+import kdjax.xla_flags  # noqa: E402,F401  (XLA flags and malloc settings: before jax is imported)
+from kdjax import cli_flags  # noqa: E402
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/dkd.py or configs/dkd.py:cifar100.",
+_CONFIG = cli_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/dkd.py or configs/dkd.py:cifar100.",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the export.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes automatically) or eval.")
-_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "--mode=eval: evaluate this export instead of the checkpoint.")
-_RESTART = flags.DEFINE_bool("restart", False, "Move an existing run in --workdir aside and start fresh.")
+_WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the export.")
+_MODE = cli_flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes automatically) or eval.")
+_EXPORT_DIR = cli_flags.DEFINE_string("export_dir", None, "--mode=eval: evaluate this export instead of the checkpoint.")
+_RESTART = cli_flags.DEFINE_bool("restart", False, "Move an existing run in --workdir aside and start fresh.")
 # multi-host (see kdjax/distributed.py): Cloud TPU and Slurm are detected; elsewhere give all three, or the
 # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0's coordinator.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: the number of processes.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index, 0..num_processes-1.")
-_LOCAL_DEVICES = flags.DEFINE_string("local_device_ids", None, "Multi-host: comma-separated local device ids this "
+_COORDINATOR = cli_flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0's coordinator.")
+_NUM_PROCESSES = cli_flags.DEFINE_integer("num_processes", None, "Multi-host: the number of processes.")
+_PROCESS_ID = cli_flags.DEFINE_integer("process_id", None, "Multi-host: this process's index, 0..num_processes-1.")
+_LOCAL_DEVICES = cli_flags.DEFINE_string("local_device_ids", None, "Multi-host: comma-separated local device ids this "
                                                                "process uses (default: all; e.g. $SLURM_LOCALID).")
-_DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
+_DISTRIBUTED = cli_flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
                                  "auto: initialise JAX's distributed runtime when the flags/env above, a Cloud TPU "
                                  "VM or a multi-task Slurm step say so; on: always (JAX auto-detects); off: never.")
 

@@ -14,22 +14,23 @@ import concurrent.futures
 import os
 import sys
 
-from absl import app, flags
+from kdjax import cli_flags  # noqa: E402
+from absl import app
 
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "TFDS data dir to write into (the dataset goes to OUT/NAME/1.0.0).")
-_NAME = flags.DEFINE_string("name", None, "Dataset name (config.data.name when reading it back).")
-_ROOT = flags.DEFINE_string("root", None, "List files: the image root.")
-_TRAIN_LIST = flags.DEFINE_string("train_list", "train_list.txt", "List files: train list (relative to --root).")
-_TEST_LIST = flags.DEFINE_string("test_list", "val_list.txt", "List files: test list; '' for none.")
-_UNLABELED_LIST = flags.DEFINE_string("unlabeled_list", None, "List files: SSLD unlabeled list → split 'unlabeled'.")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "List files: number of classes (or --label_names_file).")
-_LABEL_NAMES = flags.DEFINE_string("label_names_file", None, "One class name per line (`id name` lines work too).")
-_IDX_DIR = flags.DEFINE_string("idx_dir", None, "IDX files (train-images-idx3-ubyte.gz, ...) instead of lists.")
-_SKIP_BAD = flags.DEFINE_bool("skip_bad_images", False, "Drop undecodable/missing images (counted) instead of failing.")
-_CHECK = flags.DEFINE_bool("check_images", True, "Decode every list image once to catch broken files now.")
-_SHARD = flags.DEFINE_integer("examples_per_shard", 10_000, "Records per ArrayRecord file.")
-_THREADS = flags.DEFINE_integer("threads", 8, "Threads reading and checking images.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing dataset of the same name and version.")
+_OUT_DIR = cli_flags.DEFINE_string("out_dir", None, "TFDS data dir to write into (the dataset goes to OUT/NAME/1.0.0).")
+_NAME = cli_flags.DEFINE_string("name", None, "Dataset name (config.data.name when reading it back).")
+_ROOT = cli_flags.DEFINE_string("root", None, "List files: the image root.")
+_TRAIN_LIST = cli_flags.DEFINE_string("train_list", "train_list.txt", "List files: train list (relative to --root).")
+_TEST_LIST = cli_flags.DEFINE_string("test_list", "val_list.txt", "List files: test list; '' for none.")
+_UNLABELED_LIST = cli_flags.DEFINE_string("unlabeled_list", None, "List files: SSLD unlabeled list → split 'unlabeled'.")
+_NUM_CLASSES = cli_flags.DEFINE_integer("num_classes", 0, "List files: number of classes (or --label_names_file).")
+_LABEL_NAMES = cli_flags.DEFINE_string("label_names_file", None, "One class name per line (`id name` lines work too).")
+_IDX_DIR = cli_flags.DEFINE_string("idx_dir", None, "IDX files (train-images-idx3-ubyte.gz, ...) instead of lists.")
+_SKIP_BAD = cli_flags.DEFINE_bool("skip_bad_images", False, "Drop undecodable/missing images (counted) instead of failing.")
+_CHECK = cli_flags.DEFINE_bool("check_images", True, "Decode every list image once to catch broken files now.")
+_SHARD = cli_flags.DEFINE_integer("examples_per_shard", 10_000, "Records per ArrayRecord file.")
+_THREADS = cli_flags.DEFINE_integer("threads", 8, "Threads reading and checking images.")
+_OVERWRITE = cli_flags.DEFINE_bool("overwrite", False, "Replace an existing dataset of the same name and version.")
 
 
 def _list_records(source, *, check: bool, skip_bad: bool, threads: int, skipped: list):

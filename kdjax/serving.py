@@ -11,11 +11,12 @@ import sys
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
+from kdjax import cli_flags  # noqa: E402
+from absl import app
 
-_EXPORT = flags.DEFINE_string("export_dir", None, "kdjax export directory (WORKDIR/export).")
-_OUT = flags.DEFINE_string("out", None, "Artifact path (default: EXPORT_DIR/model.jax_exported).")
-_FORMAT = flags.DEFINE_enum("format", "stablehlo", ["stablehlo"], "Serving format.")
+_EXPORT = cli_flags.DEFINE_string("export_dir", None, "kdjax export directory (WORKDIR/export).")
+_OUT = cli_flags.DEFINE_string("out", None, "Artifact path (default: EXPORT_DIR/model.jax_exported).")
+_FORMAT = cli_flags.DEFINE_enum("format", "stablehlo", ["stablehlo"], "Serving format.")
 
 
 def export_stablehlo(export_dir: str, out_path: str = None, platforms=("cpu",)) -> str:

@@ -15,13 +15,13 @@ import time
 
 import ml_collections
 import numpy as np
+from kdjax import cli_flags  # noqa: E402
 from absl import app, flags
-from ml_collections import config_flags
 
 from kdjax.config_defaults import loss_entry
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Sweep config, e.g. configs/sweep_fashion_mnist.py.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the teacher, every run and the results.")
+_CONFIG = cli_flags.DEFINE_config_file("config", None, "Sweep config, e.g. configs/sweep_fashion_mnist.py.")
+_WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for the teacher, every run and the results.")
 
 
 def load_method_config(directory: str, method: str):
