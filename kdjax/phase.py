@@ -21,6 +21,7 @@ from kdjax.data.pipeline import train_pipeline
 from kdjax.distill_model import DistillationModel, build_submodels, normalize
 from kdjax.errors import KdjaxError, nonfinite_message
 from kdjax.evaluate import evaluate
+from kdjax.host_memory import compile_then_release, release_host_memory
 from kdjax.init_weights import check_variables_match, load_init
 from kdjax.losses import build_losses
 from kdjax.losses.crd import IndexedRecords
@@ -169,7 +170,8 @@ class Phase:
             steps_per_epoch=steps_per_epoch, compute_dtype=self.dtype,
             grad_accum_steps=int(self.config.train.get("grad_accum_steps", 1) or 1),
             cached=(self.cache.model,) if self.cache else ()), par.shardings_of(state), par.shardings_of(frozen))
-        return train_step, state, frozen
+        release_host_memory()  # what initialisation freed (host_memory.py); the step releases after compiling
+        return compile_then_release(train_step), state, frozen
 
     def _jit_eval_step(self, state, frozen):
         par = self.parallel
