@@ -186,12 +186,13 @@ def _plot(results: dict, path: str):
     ax1.set_title("student top-1, mean ± std over seeds")
     ax1.tick_params(axis="x", rotation=45)
     ax1.legend(loc="lower right")
-    for m in methods:
+    colors = plt.cm.tab20(np.linspace(0, 1, max(len(methods), 2)))
+    for i, m in enumerate(methods):
         curves = results["methods"][m]["curves"]
         n = min(len(c) for c in curves)
         steps = [c[i][0] for i in range(n) for c in curves[:1]]
         acc = np.mean([[100 * c[i][1] for i in range(n)] for c in curves], axis=0)
-        ax2.plot(steps, acc, marker="o", ms=3, label=m)
+        ax2.plot(steps, acc, marker="o", ms=3, label=m, color=colors[i], ls="-" if i % 2 == 0 else "--")
     ax2.set_xlabel("step")
     ax2.set_ylabel("test top-1 (%)")
     ax2.set_title("learning curves (mean over seeds)")
