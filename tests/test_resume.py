@@ -46,15 +46,25 @@ def committed(workdir):
     return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if d.is_dir() else []
 
 
-def last_step(workdir, offset=0):
-    """The last training step in metrics.jsonl after byte `offset` (complete lines only), 0 if none."""
+def last_step(workdir, since=0.0):
+    """The last training step in metrics.jsonl logged at or after time `since` (complete lines only), 0 if none.
+
+    A resumed run rewrites metrics.jsonl without the steps it replays, so records are told apart by time."""
     path = workdir / "metrics.jsonl"
     if not path.is_file():
         return 0
     with open(path, "rb") as f:
-        f.seek(offset)
         data = f.read()
-    steps = [json.loads(line)["step"] for line in data.split(b"\n")[:-1] if b'"kind": "train"' in line]
+    steps = []
+    for line in data.split(b"\n")[:-1]:
+        if b'"kind": "train"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # read while the file was being rewritten
+            continue
+        if record["time"] >= since:
+            steps.append(record["step"])
     return max(steps, default=0)
 
 
@@ -120,9 +130,9 @@ def test_sigkill_anywhere_and_sigterm_resume_bit_exact(setup, tmp_path, capsys):
     (half / "state" / "_METADATA").write_text('{"tree_metadata": {')
 
     # 3. the same command resumes from that checkpoint and ignores (removes) the half-written one; SIGTERM
-    offset = os.path.getsize(wd / "metrics.jsonl")
+    since = time.time()
     run = Run(setup, wd, "c")
-    run.wait_until(lambda: last_step(wd, offset) >= ckpt + 2)
+    run.wait_until(lambda: last_step(wd, since) >= ckpt + 2)
     run.proc.send_signal(signal.SIGTERM)
     assert run.finish() == 0, run.logs()[1][-3000:]
     out, err = run.logs()
