@@ -47,8 +47,13 @@ def configure_malloc(arena_max: int = 2) -> bool:
     return libc.mallopt(_M_ARENA_MAX, int(arena_max)) == 1
 
 
-def release_host_memory() -> None:
-    """Collect Python garbage, then hand malloc's free pages back to the OS."""
+def release_host_memory(clear_jax_caches: bool = False) -> None:
+    """Collect Python garbage, then hand malloc's free pages back to the OS. `clear_jax_caches`: also drop JAX's
+    trace and compilation caches first (executables that already ran keep their buffers until dropped)."""
+    if clear_jax_caches or os.environ.get("KDJAX_CLEAR_CACHES") == "1":
+        import jax
+
+        jax.clear_caches()
     gc.collect()
     libc = _libc()
     if libc is not None:
