@@ -23,6 +23,7 @@ with augmentations (data.augment other than 'none', mixup, cutmix), SSLD unlabel
 teacher outputs other than logits.
 """
 
+from kdjax.data.indexed import IndexedRecords
 import hashlib
 import json
 import os
@@ -137,22 +138,7 @@ def _check_losses(config, name: str):
                                       f"teacher_cache to run the teacher live")
 
 
-class IndexedSource:
-    """A training source whose records also carry their own index as "index" (see the module docstring)."""
-
-    def __init__(self, source):
-        self._source = source
-
-    def __len__(self):
-        return len(self._source)
-
-    def __getitem__(self, index):
-        return dict(self._source[index], index=int(index))
-
-    def __getattr__(self, name):  # options, image_shape, description, ... of the wrapped source
-        if name.startswith("__") or name == "_source":
-            raise AttributeError(name)
-        return getattr(self._source, name)
+IndexedSource = IndexedRecords  # records carry their index: the cache is read by it
 
 
 class TeacherCache:

@@ -17,6 +17,7 @@ and the memory rows of the batch move towards the new embeddings: M[i] ← norma
 (m = nce_m = 0.5), after the scores were read. τ = nce_t = 0.07, feat_dim = 128, K = nce_k (16384 in the paper).
 """
 
+from kdjax.data.indexed import IndexedRecords as _IndexedRecords
 from typing import Tuple
 
 import flax.linen as nn
@@ -121,7 +122,7 @@ def crd_loss(params, state, s_feat, t_feat, indices, *, rng=None, contrast_idx=N
     return loss, new_state
 
 
-class IndexedRecords:
+class IndexedRecords(_IndexedRecords):
     """A training source whose records also carry their own index as "index" (CRD's memory rows).
 
     The pipeline's batching (`kdjax/data/pipeline.py::_stack`) keeps the key as int32 [N]. Mixing labeled and
@@ -134,15 +135,5 @@ class IndexedRecords:
 
             raise ConfigError("losses", "'crd' needs the dataset index of every training example; SSLD's mixed "
                                         "labeled/unlabeled data has none: drop data.unlabeled_* or the crd entry")
-        self._source = source
+        super().__init__(source)
 
-    def __len__(self):
-        return len(self._source)
-
-    def __getitem__(self, index):
-        return dict(self._source[index], index=int(index))
-
-    def __getattr__(self, name):  # options, image_shape, description, ... of the wrapped source
-        if name.startswith("__") or name == "_source":
-            raise AttributeError(name)
-        return getattr(self._source, name)
