@@ -23,7 +23,6 @@ with augmentations (data.augment other than 'none', mixup, cutmix), SSLD unlabel
 teacher outputs other than logits.
 """
 
-from kdjax.data.indexed import IndexedRecords
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ from typing import Optional
 
 import numpy as np
 
+from kdjax.data.indexed import IndexedRecords
 from kdjax.errors import ConfigError
 
 MANIFEST = "manifest.json"

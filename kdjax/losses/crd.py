@@ -17,13 +17,13 @@ and the memory rows of the batch move towards the new embeddings: M[i] ← norma
 (m = nce_m = 0.5), after the scores were read. τ = nce_t = 0.07, feat_dim = 128, K = nce_k (16384 in the paper).
 """
 
-from kdjax.data.indexed import IndexedRecords as _IndexedRecords
 from typing import Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kdjax.data.indexed import IndexedRecords as _IndexedRecords
 from kdjax.losses.hints import TORCH_DEFAULT_KERNEL, torch_uniform_bias
 from kdjax.losses.numerics import F32, f32, l2_normalize
 
