@@ -170,7 +170,7 @@ class Phase:
             steps_per_epoch=steps_per_epoch, compute_dtype=self.dtype,
             grad_accum_steps=int(self.config.train.get("grad_accum_steps", 1) or 1),
             cached=(self.cache.model,) if self.cache else ()), par.shardings_of(state), par.shardings_of(frozen))
-        release_host_memory()  # what initialisation freed (host_memory.py); the step releases after compiling
+        release_host_memory(clear_jax_caches=True)  # initialisation's executables and garbage (host_memory.py)
         return compile_then_release(train_step), state, frozen
 
     def _jit_eval_step(self, state, frozen):

@@ -3,6 +3,8 @@
 - kdjax.models.fast_conv: values and gradients (x and w) equal lax.conv_general_dilated's to ~1e-5 over
   shapes, strides, paddings and feature groups.
 - the zoo's Conv (layers.py) computes what lax.conv_general_dilated computes.
+- the zoo's BatchNorm (layers.py, hand-written training backward pass) equals flax.linen.BatchNorm: outputs,
+  running statistics and gradients, float32 and bfloat16 inputs, odd channel counts.
 - kdjax.host_memory.CompileThenRelease runs the same executable jit would, donation included.
 - `python -m kdjax.bench` runs end to end (2 steps, tiny config) and prints one valid JSON line.
 """
@@ -86,6 +88,46 @@ def test_zoo_conv_matches_lax():
         gr = jax.grad(lambda kk, x: jnp.sum(_xla(x, kk, s, ((p, p), (p, p)), g) ** 2), (0, 1))(kernel, x)
         np.testing.assert_allclose(gx[0]["params"]["kernel"], gr[0], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(gx[1], gr[1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,dtype", [((4, 6, 6, 8), jnp.float32), ((3, 5, 7, 13), jnp.float32),
+                                         ((8, 4, 4, 300), jnp.float32), ((4, 6, 6, 8), jnp.bfloat16)])
+def test_zoo_batch_norm_matches_flax(shape, dtype):
+    import flax.linen as nn
+
+    from kdjax.models.layers import batch_norm
+
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(3.0 + 2.0 * rng.standard_normal(shape), dtype)
+    probe = jnp.asarray(rng.standard_normal(shape), jnp.float32)       # a random linear functional of y
+    ours, ref = batch_norm(train=True), nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+    variables = ref.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.structure(ours.init(jax.random.PRNGKey(0), x)) == jax.tree.structure(variables)
+    c = shape[-1]
+    variables = {"params": {"scale": jnp.asarray(rng.uniform(0.5, 1.5, c), jnp.float32),
+                            "bias": jnp.asarray(rng.standard_normal(c), jnp.float32)},
+                 "batch_stats": {"mean": jnp.asarray(rng.standard_normal(c), jnp.float32),
+                                 "var": jnp.asarray(rng.uniform(0.5, 2.0, c), jnp.float32)}}
+
+    def run(module, params, x):
+        y, upd = module.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, mutable=["batch_stats"])
+        return jnp.sum(y.astype(jnp.float32) * probe), (y, upd)
+
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == jnp.bfloat16 else dict(rtol=2e-5, atol=2e-5)
+    (_, (y1, u1)), g1 = jax.value_and_grad(lambda p, x: run(ours, p, x), (0, 1), has_aux=True)(variables["params"], x)
+    (_, (y2, u2)), g2 = jax.value_and_grad(lambda p, x: run(ref, p, x), (0, 1), has_aux=True)(variables["params"], x)
+    assert y1.dtype == y2.dtype
+    np.testing.assert_allclose(np.asarray(y1, np.float32), np.asarray(y2, np.float32), **tol)
+    for k in ("mean", "var"):
+        np.testing.assert_allclose(u1["batch_stats"][k], u2["batch_stats"][k], rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        scale = float(np.max(np.abs(np.asarray(b, np.float32)))) + 1e-6
+        np.testing.assert_allclose(np.asarray(a, np.float32) / scale, np.asarray(b, np.float32) / scale, **tol)
+    # inference mode: the running statistics, flax's formula
+    y_inf = batch_norm(train=False).apply(variables, x)
+    np.testing.assert_allclose(np.asarray(y_inf, np.float32),
+                               np.asarray(nn.BatchNorm(use_running_average=True, momentum=0.9, epsilon=1e-5)
+                                          .apply(variables, x), np.float32), **tol)
 
 
 def test_compile_then_release_is_the_jitted_step():

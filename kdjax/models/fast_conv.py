@@ -15,6 +15,7 @@
 Values and gradients match lax.conv_general_dilated to float32 rounding (tests/test_perf_numerics.py).
 """
 
+import os
 from functools import partial
 from typing import Tuple
 
@@ -23,6 +24,9 @@ import jax.numpy as jnp
 from jax import lax
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+# Read when a model is traced. KDJAX_FAST_CONV=0: every Conv is plain lax.conv_general_dilated with XLA's VJP.
+ENABLED = os.environ.get("KDJAX_FAST_CONV", "1") != "0"
+EAGER_WEIGHT_GRAD = True
 
 
 def _xla_conv(x, w, strides, padding, groups):
@@ -106,15 +110,27 @@ def _fwd(x, w, strides, padding, groups):
 
 def _bwd(strides, padding, groups, res, dy):
     x, w = res
-    strided = any(s > 1 for s in strides)
-    if strided and groups == 1:
+    if _phase_split(strides, w.shape, groups):
         dx = input_grad_phases(dy, w, x.shape, strides, padding).astype(x.dtype)
         _, dw_fn = jax.vjp(lambda w_: _xla_conv(x, w_, strides, padding, groups), w)
         (dw,) = dw_fn(dy)
     else:
         _, fn = jax.vjp(lambda x_, w_: _xla_conv(x_, w_, strides, padding, groups), x, w)
         dx, dw = fn(dy)
+    if EAGER_WEIGHT_GRAD:
+        # dX is released to the rest of the backward pass only together with dW: XLA then computes each
+        # layer's weight gradient while its input and output gradient are still at hand, instead of deferring
+        # every dW to the end of the backward pass (which keeps all those activations alive at once whenever
+        # the update waits on all gradients, as kdjax's non-finite guard makes it).
+        if EAGER_WEIGHT_GRAD == "barrier":
+            dx, dw = lax.optimization_barrier((dx, dw))
+        else:
+            dx = dx + (jnp.sum(dw) * 0.0).astype(dx.dtype)
     return dx, dw
+
+
+def _phase_split(strides, w_shape, groups) -> bool:
+    return any(s > 1 for s in strides) and groups == 1 and w_shape[0] * w_shape[1] > 1
 
 
 conv2d_custom_vjp.defvjp(_fwd, _bwd)
@@ -125,16 +141,14 @@ def conv2d(x, w, strides=(1, 1), padding=((0, 0), (0, 0)), groups: int = 1):
     strided convolutions without groups get the phase-split input gradient. `padding`: ((lo, hi), (lo, hi))."""
     strides = tuple(int(s) for s in strides)
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-    if any(s > 1 for s in strides) and int(groups) == 1:
-        return conv2d_custom_vjp(x, w, strides, padding, int(groups))
-    return _xla_conv(x, w, strides, padding, int(groups))
+    return conv2d_custom_vjp(x, w, strides, padding, int(groups))
 
 
 def flax_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                               dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
     """Drop-in for `lax.conv_general_dilated` as Flax's `nn.Conv(conv_general_dilated=...)` calls it: 2-D NHWC/HWIO
     convolutions with explicit padding and no dilation go through `conv2d`; anything else to lax unchanged."""
-    plain = (lhs.ndim == 4 and not kwargs and precision is None and not isinstance(padding, str)
+    plain = (ENABLED and lhs.ndim == 4 and not kwargs and precision is None and not isinstance(padding, str)
              and all(d in (None, 1) for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
              and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape))
     if plain:

@@ -10,15 +10,27 @@ imported weights.
 """
 
 import math
+import os
+from functools import partial
 from typing import Callable, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
+
+from kdjax.models import fast_conv
 
 
 class Conv(nn.Conv):
-    """The zoo's convolution (NHWC, HWIO kernel). Swap this class to change how all convs are computed."""
+    """The zoo's convolution (NHWC, HWIO kernel). Swap this class to change how all convs are computed.
+
+    The forward pass is `lax.conv_general_dilated` itself; the backward pass comes from
+    `kdjax.models.fast_conv` (weight gradient computed where the input gradient is, strided input gradients
+    without multiplications by zero). Same parameters, same values; gradients equal to float rounding.
+    """
+
+    conv_general_dilated: Optional[Callable] = fast_conv.flax_conv_general_dilated
 
 
 def conv(features: int, kernel: int, stride: int = 1, groups: int = 1, use_bias: bool = False,
@@ -29,9 +41,100 @@ def conv(features: int, kernel: int, stride: int = 1, groups: int = 1, use_bias:
                 feature_group_count=groups, use_bias=use_bias, name=name)
 
 
-def batch_norm(train: bool, name: Optional[str] = None) -> nn.BatchNorm:
+def batch_norm(train: bool, name: Optional[str] = None) -> "BatchNorm":
     """BatchNorm as both source frameworks define it (eps 1e-5, running-average momentum 0.9)."""
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+    return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+
+
+# Read when a model is traced. KDJAX_FAST_BN=0: training-mode BatchNorm differentiated by JAX, as in flax.
+FAST_BATCH_NORM = os.environ.get("KDJAX_FAST_BN", "1") != "0"
+
+
+def _channel_sum(a, materialize: bool = False):
+    """Σ over every axis but the last, in the form XLA:CPU reduces fastest.
+
+    XLA:CPU sums [N, H, W, C] over (N, H, W) at ~1.3 GB/s per core (as a split reduce-window); the same sum as a
+    column sum of a 2-D [M/k, k·C] view (k·C ≈ 1024) runs ~15x faster — but only for a plain operand: an
+    elementwise producer fused into it (x², dy·x̂) falls back to the slow loop, so `materialize` writes such an
+    operand out first (an optimisation barrier keeps XLA from fusing it)."""
+    if materialize:
+        a = lax.optimization_barrier(a)
+    c = a.shape[-1]
+    m = a.size // c
+    k = max(d for d in range(1, max(1, 1024 // c) + 1) if m % d == 0)
+    return jnp.sum(jnp.sum(a.reshape(m // k, k * c), axis=0).reshape(k, c), axis=0)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _bn_train(x, scale, bias, epsilon):
+    """(y, batch mean, biased batch variance) of training-mode BatchNorm, with a hand-written backward pass."""
+    return _bn_train_fwd(x, scale, bias, epsilon)[0]
+
+
+def _bn_train_fwd(x, scale, bias, epsilon):
+    xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    count = xf.size // xf.shape[-1]
+    mean = _channel_sum(xf) / count
+    mean2 = _channel_sum(xf * xf, materialize=True) / count
+    var = jnp.maximum(0.0, mean2 - mean * mean)   # flax's fast variance, clipped like flax
+    rstd = lax.rsqrt(var + epsilon)
+    y = (x - mean) * (rstd * scale) + bias
+    return (y, mean, var), (x, mean, rstd, scale)
+
+
+def _bn_train_bwd(epsilon, res, cotangents):
+    x, mean, rstd, scale = res
+    dy, dmean, dvar = cotangents
+    xf = x.astype(mean.dtype)
+    dyf = dy.astype(mean.dtype)
+    count = xf.size // xf.shape[-1]
+    xhat = (xf - mean) * rstd
+    dbias = _channel_sum(dyf)
+    dscale = _channel_sum(dyf * xhat, materialize=True)
+    dx = (scale * rstd) * (dyf - (dbias + xhat * dscale) / count)
+    # the statistics are outputs too (running averages; their cotangents are zero in training)
+    dx = dx + dmean / count + dvar * (2.0 / count) * (xf - mean)
+    return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype)
+
+
+_bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
+
+
+class BatchNorm(nn.Module):
+    """`flax.linen.BatchNorm` for NHWC features: same variables (params scale/bias, batch_stats mean/var), same
+    semantics (float32 statistics, biased batch variance E[x²] − E[x]² clipped at 0, running averages left
+    alone during init; inference mode is flax's formula verbatim). Training mode computes its statistics with
+    `_channel_sum` and has a hand-written backward pass (two fast reductions and one elementwise pass): ~3x
+    faster than autodiff through flax's on XLA:CPU (benchmarks/README.md)."""
+
+    use_running_average: Optional[bool] = None
+    momentum: float = 0.99
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x, use_running_average: Optional[bool] = None):
+        use_running_average = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
+        features = (x.shape[-1],)
+        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), features)
+        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), features)
+        scale = self.param("scale", nn.initializers.ones, features, jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, features, jnp.float32)
+        out_dtype = jnp.result_type(x, scale, bias)
+        if use_running_average:
+            y = (x - ra_mean.value) * (lax.rsqrt(ra_var.value + self.epsilon) * scale)
+            return jnp.asarray(y + bias, out_dtype)
+        if FAST_BATCH_NORM:
+            y, mean, var = _bn_train(x, scale, bias, self.epsilon)
+        else:  # flax's formulation, differentiated by JAX
+            xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+            axes = tuple(range(x.ndim - 1))
+            mean, mean2 = jnp.mean(xf, axes), jnp.mean(xf * xf, axes)
+            var = jnp.maximum(0.0, mean2 - mean * mean)
+            y = (x - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        return jnp.asarray(y, out_dtype)
 
 
 def hardswish(x):
