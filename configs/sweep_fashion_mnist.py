@@ -7,6 +7,8 @@ Each method's losses (types, weights, temperatures, captured features) come from
 alone with ground-truth CE. Works on any dataset kdjax reads: override `config.base.data.*`
 (e.g. `--config.base.data.source=tfds --config.base.data.name=cifar10 --config.base.data.tfds_data_dir=DIR`).
 
+`multi_teacher` distils from the main teacher (its Teacher1) and `extra_teachers.Teacher2` together.
+
 Pair chosen by measurement (see docs/results/README.md): convnet_teacher (103k params, 91-92% on Fashion-MNIST)
 and convnet_student (6.9k params, ~89% alone), so the student has room below the teacher.
 """
@@ -25,8 +27,11 @@ def get_config(arg=None):
     c.teacher = model_entry("convnet_teacher")
     c.teacher_epochs = 6.0
     c.student = model_entry("convnet_student")
+    # frozen models a method names and that need a teacher of their own (multi-teacher KD's second teacher, as
+    # configs/multi_teacher.py defines it): trained once like the main teacher; other frozen models get `teacher`
+    c.extra_teachers = ml_collections.ConfigDict({"Teacher2": model_entry("ConvNet", depth=2, stem_stride=2)})
     c.methods = ("baseline", "kd", "dkd", "dist", "wsl", "dml", "rkd", "mgd", "afd", "udml",
-                 "fitnet", "at", "kd_ls", "dkd_ls", "skd", "pefd", "crd")
+                 "fitnet", "at", "kd_ls", "dkd_ls", "skd", "pefd", "crd", "multi_teacher")
     c.method_configs_dir = "configs"
     c.seeds = (0, 1, 2)
     c.seeds_for = ml_collections.ConfigDict()  # per-method seeds where a method gets fewer runs (say so in results)

@@ -36,10 +36,17 @@ def load_method_config(directory: str, method: str):
     return module.get_config()
 
 
-def teacher_config(sweep):
+def teacher_entry(sweep, name: str = ""):
+    """The sweep's model for frozen model `name`: its `extra_teachers[name]` if it has one, else `teacher`."""
+    extra = sweep.get("extra_teachers") or {}
+    return extra[name] if name in extra else sweep.teacher
+
+
+def teacher_config(sweep, name: str = ""):
+    """Pre-training config of the main teacher, or of extra teacher `name`."""
     c = copy.deepcopy(sweep.base)
     with c.unlocked():
-        teacher = copy.deepcopy(sweep.teacher)
+        teacher = copy.deepcopy(teacher_entry(sweep, name))
         teacher.frozen, teacher.init, teacher.capture = False, "", ()
         c.models = ml_collections.ConfigDict({"Teacher": teacher})
         c.losses = ml_collections.ConfigDict({"gt_ce": loss_entry("gt_ce", 1.0, models=["Teacher"])})
@@ -48,8 +55,13 @@ def teacher_config(sweep):
     return c
 
 
-def method_config(sweep, method: str, seed: int, teacher_export: str):
-    """The method's own losses and captures (configs/<method>.py) on the sweep's models, data and budget."""
+def method_config(sweep, method: str, seed: int, teacher_export):
+    """The method's own losses and captures (configs/<method>.py) on the sweep's models, data and budget.
+
+    `teacher_export`: the main teacher's export dir, or {frozen model name or "": export dir} when a method has
+    several frozen models (multi-teacher KD): a name in `sweep.extra_teachers` gets that teacher, others the
+    main one."""
+    exports = teacher_export if isinstance(teacher_export, dict) else {"": teacher_export}
     c = copy.deepcopy(sweep.base)
     with c.unlocked():
         c.seed = int(seed)
@@ -61,11 +73,12 @@ def method_config(sweep, method: str, seed: int, teacher_export: str):
         mc = load_method_config(sweep.method_configs_dir, method)
         c.models = ml_collections.ConfigDict()
         for name, m in mc.models.items():
-            source = sweep.teacher if m.frozen else sweep.student
+            teacher_name = name if name in (sweep.get("extra_teachers") or {}) else ""
+            source = teacher_entry(sweep, teacher_name) if m.frozen else sweep.student
             entry = copy.deepcopy(m)
             entry.arch, entry.kwargs = source.arch, copy.deepcopy(source.kwargs)
             if m.frozen:
-                entry.init = teacher_export
+                entry.init = exports.get(teacher_name, "")
             c.models[name] = entry
         c.losses = copy.deepcopy(mc.losses)
         c.export_model = mc.export_model
@@ -77,16 +90,32 @@ def _read(path):
         return json.load(f)
 
 
+def teacher_dir(workdir: str, name: str = "") -> str:
+    return os.path.join(workdir, "teacher") if not name else os.path.join(workdir, "teachers", name)
+
+
+def teachers_needed(sweep, method: str):
+    """"" (the main teacher) plus each extra teacher the method's frozen models name; none for the baseline."""
+    if method == "baseline":
+        return ()
+    extra = sweep.get("extra_teachers") or {}
+    frozen = [n for n, m in load_method_config(sweep.method_configs_dir, method).models.items() if m.frozen]
+    return ("",) + tuple(sorted(n for n in frozen if n in extra))
+
+
 def run_sweep(sweep, workdir: str) -> dict:
     from kdjax import train
 
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    teacher_dir = os.path.join(workdir, "teacher")
-    if not os.path.isfile(os.path.join(teacher_dir, "summary.json")):
-        print(f"sweep: training the teacher ({sweep.teacher.arch}, {sweep.teacher_epochs} epochs)", flush=True)
-        train.run(teacher_config(sweep), teacher_dir)
-    teacher_export = os.path.join(teacher_dir, "export")
+    names = sorted({""}.union(*(teachers_needed(sweep, m) for m in sweep.methods)))
+    for name in names:
+        directory = teacher_dir(workdir, name)
+        if not os.path.isfile(os.path.join(directory, "summary.json")):
+            print(f"sweep: training the {'teacher' if not name else 'extra teacher ' + name} "
+                  f"({teacher_entry(sweep, name).arch}, {sweep.teacher_epochs} epochs)", flush=True)
+            train.run(teacher_config(sweep, name), directory)
+    teacher_export = {name: os.path.join(teacher_dir(workdir, name), "export") for name in names}
     runs = [(m, s) for m in sweep.methods for s in seeds_of(sweep, m)]
     started = time.time()
     done_now = 0
@@ -112,7 +141,13 @@ def seeds_of(sweep, method: str):
 
 def collect(sweep, workdir: str) -> dict:
     teacher = _read(os.path.join(workdir, "teacher", "summary.json"))["eval"]
-    out = {"teacher": {"arch": sweep.teacher.arch, "top1": teacher["Teacher/top1"]}, "methods": {}}
+    out = {"teacher": {"arch": sweep.teacher.arch, "top1": teacher["Teacher/top1"]}, "methods": {},
+           "extra_teachers": {}}
+    for name in sorted(sweep.get("extra_teachers") or {}):
+        summary = os.path.join(teacher_dir(workdir, name), "summary.json")
+        if os.path.isfile(summary):
+            out["extra_teachers"][name] = {"arch": teacher_entry(sweep, name).arch,
+                                           "top1": _read(summary)["eval"]["Teacher/top1"]}
     for method in sweep.methods:
         accs, secs, curves = [], [], []
         for seed in seeds_of(sweep, method):
@@ -141,7 +176,10 @@ def write_report(sweep, results: dict, workdir: str):
              f"Teacher `{sweep.teacher.arch}`: top-1 {100 * results['teacher']['top1']:.2f}%. "
              f"Student `{sweep.student.arch}` under each method, {len(sweep.seeds)} seeds "
              f"({', '.join(map(str, sweep.seeds))}), {sweep.base.train.epochs:g} epochs, batch "
-             f"{sweep.base.train.batch_size}, data `{sweep.base.data.name}`.", "",
+             f"{sweep.base.train.batch_size}, data `{sweep.base.data.name}`."
+             + "".join(f" Extra teacher {name} (`{t['arch']}`, frozen model {name} of the methods that name it): "
+                       f"top-1 {100 * t['top1']:.2f}%." for name, t in results.get("extra_teachers", {}).items()),
+             "",
              "| method | top-1 mean ± std (%) | gain over baseline (pp) | gain / std | seeds | wall time per run (s) | "
              "losses |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
