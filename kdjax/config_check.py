@@ -75,6 +75,9 @@ def check_config(config):
     _positive(config.optim.lr, "optim.lr")
     if config.get("precision", "float32") not in ("float32", "bfloat16"):
         raise ConfigError("precision", f"must be 'float32' or 'bfloat16', got {config.precision!r}")
+    prefetch = config.data.get("device_prefetch", 2)
+    if not (isinstance(prefetch, numbers.Integral) and not isinstance(prefetch, bool) and prefetch >= 0):
+        raise ConfigError("data.device_prefetch", f"must be an integer >= 0 (0: no read-ahead), got {prefetch!r}")
     if len(config.data.mean) != len(config.data.std):
         raise ConfigError("data.std", "data.mean and data.std must have one value per channel")
     for field in ("data_dir", "tfds_data_dir", "root"):

@@ -72,6 +72,7 @@ def base_config():
         num_threads=2,
         num_workers=0,            # grain worker processes (0: threads only)
         prefetch=4,
+        device_prefetch=2,        # batches a thread keeps transferred to the devices ahead of the step (0: none)
     )
     c.models = ml_collections.ConfigDict()
     c.losses = ml_collections.ConfigDict()

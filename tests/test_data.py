@@ -248,3 +248,42 @@ def test_config_errors():
         train_pipeline(IndexSource(), global_batch=8, epochs=1, seed=0, options=PipelineOptions(mixup_alpha=0.2))
     with pytest.raises(ConfigError, match="data.image_size"):
         train_pipeline(IndexSource(), global_batch=8, epochs=1, seed=0, options=PipelineOptions(augment="imagenet"))
+
+
+def test_gathered_batches_equal_grain_batches():
+    """GatherBatches (one batched read per batch) yields exactly grain's per-record batch, with and without a
+    batched source read, through shuffle, repeat and a per-process slice."""
+    import grain
+
+    from kdjax.data.pipeline import GatherBatches, _stack
+
+    class Plain:
+        def __init__(self, n):
+            rng = np.random.default_rng(0)
+            self.images = rng.integers(0, 256, (n, 5, 4, 1), dtype=np.uint8)
+            self.labels = rng.integers(0, 10, n).astype(np.int32)
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, i):
+            return {"image": self.images[i], "label": self.labels[i]}
+
+    class Batched(Plain):
+        calls = 0
+
+        def _getitems(self, indices):
+            Batched.calls += 1
+            idx = np.asarray(indices)
+            return [{"image": im, "label": lb} for im, lb in zip(self.images[idx], self.labels[idx])]
+
+    for source in (Plain(37), Batched(37)):
+        records = grain.MapDataset.source(source).shuffle(seed=3).repeat(4).slice(slice(1, None, 2))
+        ours, theirs = GatherBatches(records, 6, _stack), records.batch(6, drop_remainder=True, batch_fn=_stack)
+        assert len(ours) == len(theirs) == (4 * 37 // 2) // 6
+        for b in range(len(ours)):
+            mine, grains = ours[b], theirs[b]
+            for key in ("image", "label"):
+                np.testing.assert_array_equal(mine[key], grains[key])
+        assert [int(v) for v in ours[3:5][0]["label"]] == [int(v) for v in theirs[3]["label"]]
+    assert Batched.calls == len(ours) + 1  # one read per batch (+ the slice check above)

@@ -77,3 +77,9 @@ class IdxSource:
 
     def __getitem__(self, index):
         return {"image": self.images[index], "label": self.labels[index]}
+
+    def _getitems(self, indices):
+        """Batched read (grain's SupportsBatchedReadRandomAccessDataSource): one gather for a whole batch."""
+        idx = np.asarray(indices, dtype=np.int64)
+        images, labels = self.images[idx], self.labels[idx]
+        return [{"image": images[k], "label": labels[k]} for k in range(len(idx))]

@@ -45,6 +45,29 @@ def _stack(records):
     return out
 
 
+class GatherBatches(grain.MapDataset):
+    """`records.batch(size, drop_remainder=True, batch_fn=batch_fn)`, reading each batch's records with ONE
+    `_getitems` call down the grain chain (slice → shuffle → repeat → source) instead of one `__getitem__` per
+    record: a source with a batched read (IdxSource) then gathers the batch at once. grain's own batch reads
+    per record (~50 µs of Python each, which on a 2-core machine competes with the train step); same batches."""
+
+    def __init__(self, records: grain.MapDataset, batch_size: int, batch_fn):
+        super().__init__(records)
+        self._records, self._size, self._batch_fn = records, int(batch_size), batch_fn
+
+    def __len__(self):
+        return len(self._records) // self._size
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        start = index * self._size
+        return self._batch_fn(self._records._getitems(list(range(start, start + self._size))))
+
+    def __str__(self):
+        return f"GatherBatches(batch_size={self._size})"
+
+
 @dataclasses.dataclass
 class TrainPipeline:
     dataset: grain.IterDataset
@@ -109,7 +132,7 @@ def train_pipeline(source, *, global_batch: int, epochs: float, seed: int, proce
     if resizes_records(opts, image_shape):
         ds = ds.random_map(TrainRecordTransform(opts.image_size, opts.augment == "imagenet", opts.eval_crop_ratio,
                                                 opts.crop_scale), seed=(seed + 2) % 2**32)
-    ds = ds.batch(global_batch // process_count, drop_remainder=True, batch_fn=_stack)
+    ds = GatherBatches(ds, global_batch // process_count, _stack)
     aug = make_batch_augment(opts.augment)
     if aug is not None:
         ds = ds.random_map(aug, seed=(seed + 1) % 2**32)

@@ -58,6 +58,13 @@ class LimitedSource:
             raise IndexError(index)
         return self._source[index]
 
+    def _getitems(self, indices):
+        if any(i >= self._n for i in indices):
+            raise IndexError(max(indices))
+        if hasattr(self._source, "_getitems"):
+            return self._source._getitems(indices)
+        return [self._source[i] for i in indices]
+
 
 def open_source(data, split: str):
     """Return (source, DatasetInfo) for `split` ("train" or "test") following `config.data`.
