@@ -52,12 +52,15 @@ def jax_parts(batch):
         w = jnp.asarray(rng.standard_normal((3, 3, ci, co)), jnp.float32)
 
         def conv(x_, w_, s=s):
-            return fast_conv.conv2d(x_, w_, (s, s), ((1, 1), (1, 1)))
+            return lax.conv_general_dilated(x_, w_, (s, s), ((1, 1), (1, 1)), dimension_numbers=fast_conv.DIMENSION_NUMBERS)
 
         dy = jnp.ones_like(conv(x, w))
         fwd = jax.jit(conv)
-        dx = jax.jit(lambda x, w, dy: jax.vjp(lambda a: conv(a, w), x)[1](dy)[0])
-        dw = jax.jit(lambda x, w, dy: jax.vjp(lambda b: conv(x, b), w)[1](dy)[0])
+        if s == 1:  # XLA's own input gradient
+            dx = jax.jit(lambda x, w, dy, conv=conv: jax.vjp(lambda a: conv(a, w), x)[1](dy)[0])
+        else:  # what kdjax uses at stride 2 (fast_conv: phase-split, no multiplications by inserted zeros)
+            dx = jax.jit(lambda x, w, dy, s=s: fast_conv.input_grad_phases(dy, w, x.shape, (s, s), ((1, 1), (1, 1))))
+        dw = jax.jit(lambda x, w, dy, conv=conv: jax.vjp(lambda b: conv(x, b), w)[1](dy)[0])
         name = f"conv {hw}x{hw} {ci}->{co} s{s}"
         parts[name + " fwd"] = lambda f=fwd, x=x, w=w: jax.block_until_ready(f(x, w))
         parts[name + " dX"] = lambda f=dx, x=x, w=w, dy=dy: jax.block_until_ready(f(x, w, dy))

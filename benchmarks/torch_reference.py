@@ -199,7 +199,7 @@ def main(argv=None):
         "device": f"cpu ({torch.get_num_threads()} threads)", "batch": args.batch,
         "config": "resnet32x4->resnet8x4 CE+DKD(T=4,a=1,b=8) SGD(0.05,m0.9,wd5e-4)",
         "layout": "NHWC (channels_last)" if args.channels_last else "NCHW", "steps": len(times),
-        "loss": float(loss), "torch": torch.__version__}), flush=True)
+        "loss": float(loss.detach()), "torch": torch.__version__}), flush=True)
 
 
 if __name__ == "__main__":
