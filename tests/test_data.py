@@ -287,3 +287,30 @@ def test_gathered_batches_equal_grain_batches():
                 np.testing.assert_array_equal(mine[key], grains[key])
         assert [int(v) for v in ours[3:5][0]["label"]] == [int(v) for v in theirs[3]["label"]]
     assert Batched.calls == len(ours) + 1  # one read per batch (+ the slice check above)
+
+
+def test_indexed_records_batched_read_keeps_the_index():
+    """The CRD / teacher-cache wrapper adds "index" on the batched read path too (GatherBatches uses it)."""
+    import grain
+
+    from kdjax.data.indexed import IndexedRecords
+    from kdjax.data.pipeline import GatherBatches, _stack
+
+    class Batched:
+        def __init__(self):
+            self.images = np.arange(20 * 4, dtype=np.uint8).reshape(20, 2, 2, 1)
+            self.labels = np.arange(20, dtype=np.int32) % 3
+
+        def __len__(self):
+            return 20
+
+        def __getitem__(self, i):
+            return {"image": self.images[i], "label": self.labels[i]}
+
+        def _getitems(self, indices):
+            return [self[i] for i in indices]
+
+    records = grain.MapDataset.source(IndexedRecords(Batched())).shuffle(seed=1)
+    batch = GatherBatches(records, 5, _stack)[1]
+    np.testing.assert_array_equal(batch["image"][:, 0, 0, 0], batch["index"] * 4)
+    np.testing.assert_array_equal(batch["label"], batch["index"] % 3)

@@ -11,7 +11,13 @@ class IndexedRecords:
     def __getitem__(self, index):
         return dict(self._source[index], index=int(index))
 
+    def _getitems(self, indices):
+        """Batched read (kdjax.data.pipeline.GatherBatches): the wrapped source's own when it has one."""
+        read = getattr(self._source, "_getitems", None)
+        records = read(indices) if read is not None else [self._source[i] for i in indices]
+        return [dict(r, index=int(i)) for r, i in zip(records, indices)]
+
     def __getattr__(self, name):  # options, image_shape, description, ... of the wrapped source
-        if name.startswith("__") or name == "_source":
+        if name.startswith("__") or name in ("_source", "_getitems"):
             raise AttributeError(name)
         return getattr(self._source, name)
