@@ -17,6 +17,8 @@ their logsumexp): much smaller for 1000 classes, approximate (the rest of the pr
 The file format is described in kdjax/teacher_cache.py. One process; it uses every local device.
 """
 
+import kdjax.xla_flags  # noqa: F401  (kdjax's XLA flags, as kdjax.main: before JAX starts)
+
 import dataclasses
 import json
 import os

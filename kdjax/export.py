@@ -118,6 +118,8 @@ def export_logits_fn(directory: str, variables: Optional[dict] = None, spec: Opt
 
 
 if __name__ == "__main__":  # `python -m kdjax.export --format=stablehlo --export_dir=DIR`
+    import kdjax.xla_flags  # noqa: F401  (kdjax's XLA flags: JAX's backend has not started yet)
+
     from absl import app
 
     from kdjax import serving

@@ -4,6 +4,8 @@ Needs only the export (spec.json + variables), like PaddleClas tools/infer.py af
 first writes N test images of the spec's dataset as PNG files, so there is always something real to try.
 """
 
+import kdjax.xla_flags  # noqa: F401  (kdjax's XLA flags, as kdjax.main: before JAX starts)
+
 import json
 import os
 import sys

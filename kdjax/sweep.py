@@ -6,6 +6,8 @@ DIR/results.png (bars with error bars, learning curves). Finished runs are kept:
 resumes a half-finished sweep (each run also resumes from its own checkpoints).
 """
 
+import kdjax.xla_flags  # noqa: F401  (kdjax's XLA flags, as kdjax.main: before JAX starts)
+
 import copy
 import importlib.util
 import json
