@@ -270,7 +270,8 @@ class Phase:
             print(f"[{self.desc}] {steps_run} steps in {elapsed:.1f}s "
                   f"({steps_run * tcfg.batch_size / elapsed:.0f} img/s); devices waiting for data "
                   f"{100 * result['data_wait_fraction']:.1f}% of the time (loop thread blocked on data "
-                  f"{100 * result['data_blocked_fraction']:.1f}%, mostly while the previous step ran)", flush=True)
+                  f"{100 * result['data_blocked_fraction']:.1f}%, counting time the previous step was still running)",
+                  flush=True)
         return result
 
     def _device_batches(self, data_iter):
