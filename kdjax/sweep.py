@@ -38,10 +38,18 @@ def load_method_config(directory: str, method: str):
     return module.get_config()
 
 
+def _extra_teachers(sweep) -> dict:
+    return sweep.get("extra_teachers") or {}
+
+
+def teacher_name(sweep, model_name: str) -> str:
+    """Which sweep teacher frozen model `model_name` gets: itself when `extra_teachers` names it, else "" (main)."""
+    return model_name if model_name in _extra_teachers(sweep) else ""
+
+
 def teacher_entry(sweep, name: str = ""):
-    """The sweep's model for frozen model `name`: its `extra_teachers[name]` if it has one, else `teacher`."""
-    extra = sweep.get("extra_teachers") or {}
-    return extra[name] if name in extra else sweep.teacher
+    """The sweep's model for teacher `name`: `extra_teachers[name]`, or `teacher` for ""."""
+    return _extra_teachers(sweep)[name] if name else sweep.teacher
 
 
 def teacher_config(sweep, name: str = ""):
@@ -75,12 +83,11 @@ def method_config(sweep, method: str, seed: int, teacher_export):
         mc = load_method_config(sweep.method_configs_dir, method)
         c.models = ml_collections.ConfigDict()
         for name, m in mc.models.items():
-            teacher_name = name if name in (sweep.get("extra_teachers") or {}) else ""
-            source = teacher_entry(sweep, teacher_name) if m.frozen else sweep.student
+            source = teacher_entry(sweep, teacher_name(sweep, name)) if m.frozen else sweep.student
             entry = copy.deepcopy(m)
             entry.arch, entry.kwargs = source.arch, copy.deepcopy(source.kwargs)
             if m.frozen:
-                entry.init = exports.get(teacher_name, "")
+                entry.init = exports.get(teacher_name(sweep, name), "")
             c.models[name] = entry
         c.losses = copy.deepcopy(mc.losses)
         c.export_model = mc.export_model
@@ -100,9 +107,8 @@ def teachers_needed(sweep, method: str):
     """"" (the main teacher) plus each extra teacher the method's frozen models name; none for the baseline."""
     if method == "baseline":
         return ()
-    extra = sweep.get("extra_teachers") or {}
     frozen = [n for n, m in load_method_config(sweep.method_configs_dir, method).models.items() if m.frozen]
-    return ("",) + tuple(sorted(n for n in frozen if n in extra))
+    return ("",) + tuple(sorted(n for n in frozen if teacher_name(sweep, n)))
 
 
 def run_sweep(sweep, workdir: str) -> dict:
@@ -145,7 +151,7 @@ def collect(sweep, workdir: str) -> dict:
     teacher = _read(os.path.join(workdir, "teacher", "summary.json"))["eval"]
     out = {"teacher": {"arch": sweep.teacher.arch, "top1": teacher["Teacher/top1"]}, "methods": {},
            "extra_teachers": {}}
-    for name in sorted(sweep.get("extra_teachers") or {}):
+    for name in sorted(_extra_teachers(sweep)):
         summary = os.path.join(teacher_dir(workdir, name), "summary.json")
         if os.path.isfile(summary):
             out["extra_teachers"][name] = {"arch": teacher_entry(sweep, name).arch,

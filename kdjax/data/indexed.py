@@ -1,5 +1,7 @@
 """A source whose records also carry their own dataset index as "index" (CRD memory rows, teacher caches)."""
 
+from kdjax.data.sources import read_records
+
 
 class IndexedRecords:
     def __init__(self, source):
@@ -13,9 +15,7 @@ class IndexedRecords:
 
     def _getitems(self, indices):
         """Batched read (kdjax.data.pipeline.GatherBatches): the wrapped source's own when it has one."""
-        read = getattr(self._source, "_getitems", None)
-        records = read(indices) if read is not None else [self._source[i] for i in indices]
-        return [dict(r, index=int(i)) for r, i in zip(records, indices)]
+        return [dict(r, index=int(i)) for r, i in zip(read_records(self._source, indices), indices)]
 
     def __getattr__(self, name):  # options, image_shape, description, ... of the wrapped source
         if name.startswith("__") or name in ("_source", "_getitems"):

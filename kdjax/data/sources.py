@@ -42,6 +42,12 @@ class DatasetInfo:
     description: str
 
 
+def read_records(source, indices):
+    """Records `indices` of `source`: through its batched read (`_getitems`, as IdxSource has) when it has one."""
+    read = getattr(source, "_getitems", None)
+    return read(indices) if read is not None else [source[i] for i in indices]
+
+
 class LimitedSource:
     """The first `limit` examples of a source (smoke tests, quick looks)."""
 
@@ -61,9 +67,7 @@ class LimitedSource:
     def _getitems(self, indices):
         if any(i >= self._n for i in indices):
             raise IndexError(max(indices))
-        if hasattr(self._source, "_getitems"):
-            return self._source._getitems(indices)
-        return [self._source[i] for i in indices]
+        return read_records(self._source, indices)
 
 
 def open_source(data, split: str):

@@ -26,7 +26,6 @@ from jax import lax
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 # Read when a model is traced. KDJAX_FAST_CONV=0: every Conv is plain lax.conv_general_dilated with XLA's VJP.
 ENABLED = os.environ.get("KDJAX_FAST_CONV", "1") != "0"
-EAGER_WEIGHT_GRAD = True
 
 
 def _xla_conv(x, w, strides, padding, groups):
@@ -117,15 +116,12 @@ def _bwd(strides, padding, groups, res, dy):
     else:
         _, fn = jax.vjp(lambda x_, w_: _xla_conv(x_, w_, strides, padding, groups), x, w)
         dx, dw = fn(dy)
-    if EAGER_WEIGHT_GRAD:
-        # dX is released to the rest of the backward pass only together with dW: XLA then computes each
-        # layer's weight gradient while its input and output gradient are still at hand, instead of deferring
-        # every dW to the end of the backward pass (which keeps all those activations alive at once whenever
-        # the update waits on all gradients, as kdjax's non-finite guard makes it).
-        if EAGER_WEIGHT_GRAD == "barrier":
-            dx, dw = lax.optimization_barrier((dx, dw))
-        else:
-            dx = dx + (jnp.sum(dw) * 0.0).astype(dx.dtype)
+    # dX is released to the rest of the backward pass only together with dW: XLA then computes each layer's weight
+    # gradient while its input and output gradient are still at hand, instead of deferring every dW to the end of
+    # the backward pass (which keeps all those activations alive at once whenever the update waits on all
+    # gradients, as kdjax's non-finite guard makes it). A non-finite dW makes dX non-finite too; that step is
+    # dropped or stops the run either way.
+    dx = dx + (jnp.sum(dw) * 0.0).astype(dx.dtype)
     return dx, dw
 
 
