@@ -3,7 +3,7 @@
 #
 #   benchmarks/compare.sh [PAIRS] [STEPS]        (defaults: 3 pairs, 20 timed steps each)
 #
-# Each round runs, in turn: kdjax (python -m kdjax.bench), PyTorch channels-first, PyTorch channels-last
+# Each round runs, in turn: kdjax (python -m kdjax.tools.bench), PyTorch channels-first, PyTorch channels-last
 # (benchmarks/torch_reference.py); the order rotates each round so no one always runs first. Every JSON line
 # goes to $OUT (default benchmarks/results/compare-<time>.jsonl); the summary takes, per round, the faster
 # PyTorch layout (and that run's memory), and prints the median over rounds of kdjax/PyTorch for img/s and
@@ -21,7 +21,7 @@ OUT=${OUT:-benchmarks/results/compare-$(date +%Y%m%d-%H%M%S).jsonl}
 : > "$OUT"
 python -c "import torch" 2>/dev/null || { echo "compare.sh needs PyTorch: pip install torch==2.13.0" >&2; exit 1; }
 
-run_kdjax() { python -m kdjax.bench --config="$CONFIG" --batch="$BATCH" --steps="$STEPS" 2>/dev/null | tail -1; }
+run_kdjax() { python -m kdjax.tools.bench --config="$CONFIG" --batch="$BATCH" --steps="$STEPS" 2>/dev/null | tail -1; }
 run_torch() { python benchmarks/torch_reference.py --batch="$BATCH" --steps="$STEPS" --threads="$THREADS" "$@" | tail -1; }
 
 for ((i = 0; i < PAIRS; i++)); do

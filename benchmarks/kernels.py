@@ -16,7 +16,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-import kdjax.xla_flags  # noqa: F401,E402  (kdjax's XLA flags, before jax)
+import kdjax.runtime.xla_flags  # noqa: F401,E402  (kdjax's XLA flags, before jax)
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
@@ -42,7 +42,7 @@ def _median_ms(fn, reps):
 
 
 def jax_parts(batch):
-    from kdjax.models import fast_conv
+    from kdjax.kernels import conv as fast_conv
     from kdjax.models.registry import get_model
 
     parts = {}

@@ -13,8 +13,8 @@ Seed document 1.2.4, resnet34_distill_resnet18_afd.yaml, line by line:
   --config=configs/afd.py:imagenet   the seed's ResNet34 → ResNet18 recipe
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):

@@ -15,8 +15,8 @@ batches carry each example's dataset index for this ("index"). RepDistiller / md
   --config=configs/crd.py:cifar100   mdistiller CRD: resnet32x4 → resnet8x4, K = 16384
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, unknown_preset
 
 
 def get_config(arg=None):

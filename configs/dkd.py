@@ -13,8 +13,8 @@ Seed document 1.2.5, resnet34_distill_resnet18_dkd.yaml, line by line:
                                      warm-up 20 epochs, CE weight 1 (give the teacher init and a TFDS dir)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, imagenet, unknown_preset
 
 
 def get_config(arg=None):

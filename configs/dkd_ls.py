@@ -11,8 +11,8 @@ Both models' logits are standardised, (z − mean(z)) / std(z), before DKD's tem
                                         beta = alpha·9 = 81, and leaves DKD's T at 4; warm-up 20 epochs, CE 1.0
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, unknown_preset
 
 
 def get_config(arg=None):

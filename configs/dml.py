@@ -10,8 +10,8 @@ Seed document 1.2.2, PPLCNet_x2_5_dml.yaml, line by line:
   --config=configs/dml.py:imagenet   two PPLCNet_x2_5 on ImageNet-1k
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):

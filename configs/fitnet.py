@@ -13,8 +13,8 @@ exported. Single-stage training with the hint weight of RepDistiller / mdistille
                                         ConvReg (3×3 conv + BN + ReLU), CE 1.0 + hint 100
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, unknown_preset
 
 
 def get_config(arg=None):

@@ -9,8 +9,8 @@ The seed's KL-divergence entry (as used in its AFD recipe, 1.2.4):
   --config=configs/kd.py:cifar100    resnet32x4 → resnet8x4, mdistiller KD: CE 0.1 + KD 0.9, T=4
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, imagenet, unknown_preset
 
 
 def get_config(arg=None):

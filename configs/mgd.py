@@ -12,8 +12,8 @@ Seed document 1.2.7, resnet34_distill_resnet18_mgd.yaml, line by line:
   --config=configs/mgd.py:imagenet   the seed's ResNet34 → ResNet18 recipe
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):

@@ -12,8 +12,8 @@ KD's 0.9 split evenly:
   --config=configs/multi_teacher.py    offline default (Fashion-MNIST, both teachers trained first)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import unknown_preset
 
 
 def get_config(arg=None):

@@ -12,8 +12,8 @@ exported. PaddleClas resnet34_distill_resnet18_pefd.yaml, line by line:
   --config=configs/pefd.py:imagenet   the PaddleClas ResNet34 → ResNet18 recipe (give --config.models.Teacher.init)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):

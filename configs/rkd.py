@@ -9,8 +9,8 @@ PaddleClas DistillationRKDLoss (seed document 1.1.3), with ground-truth CE:
   --config=configs/rkd.py:imagenet   ResNet34 → ResNet18 (give --config.models.Teacher.init)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):

@@ -12,8 +12,8 @@ ground-truth entry. PaddleClas resnet34_distill_resnet18_skd.yaml, line by line:
   --config=configs/skd.py:imagenet   the PaddleClas ImageNet recipe (give --config.models.Teacher.init)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):

@@ -11,8 +11,8 @@ Seed document 1.2.1, PPLCNet_x2_5_ssld.yaml, line by line:
                                      with the data options of the SSLD section in the README)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):

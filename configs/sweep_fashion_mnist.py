@@ -15,7 +15,7 @@ and convnet_student (6.9k params, ~89% alone), so the student has room below the
 
 import ml_collections
 
-from kdjax.config_defaults import base_config, model_entry
+from kdjax.config.defaults import base_config, model_entry
 
 
 def get_config(arg=None):

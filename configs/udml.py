@@ -10,8 +10,8 @@ Seed document 1.2.3, line by line:
   --config=configs/udml.py:imagenet  two PPLCNet_x2_5, distance on blocks5
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):

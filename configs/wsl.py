@@ -8,8 +8,8 @@ Seed document 1.2.8, resnet34_distill_resnet18_wsl.yaml, line by line:
   --config=configs/wsl.py:imagenet   ResNet34 → ResNet18 (give --config.models.Teacher.init)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):

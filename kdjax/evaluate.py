@@ -1,21 +1,67 @@
-"""Top-1 / top-5 over a whole split, for every sub-model (PaddleClas tools/eval.py)."""
+"""`--mode=eval`: top-1 / top-5 of the newest checkpoint of a workdir (every sub-model) or of an export, on the
+test split (PaddleClas tools/eval.py)."""
+
+import os
 
 import jax
-import numpy as np
+import jax.numpy as jnp
 
 from kdjax.data.pipeline import eval_batches
+from kdjax.data.sources import open_source
+from kdjax.config.check import check_config
+from kdjax.errors import CheckpointError
+from kdjax.weights.export_dir import build_from_spec, is_export_dir, load_export
+from kdjax.trainer import Phase
 
 
-def evaluate(parallel, eval_step, params, batch_stats, frozen, source, *, batch_size: int, limit: int = 0) -> dict:
-    """{"<model>/top1": fraction, "<model>/top5": ..., "<model>/loss": mean CE, "count": n}."""
-    batch_size = max(parallel.data_size, batch_size - batch_size % parallel.data_size)
-    totals = None
-    for local in eval_batches(source, global_batch=batch_size, process_index=jax.process_index(),
-                              process_count=jax.process_count(), limit=limit):
-        sums = eval_step(params, batch_stats, frozen, parallel.put_batch(local))
-        totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-    totals = {k: float(np.asarray(v)) for k, v in jax.device_get(totals).items()}
-    count = max(totals.pop("count"), 1.0)
-    out = {k: v / count for k, v in totals.items()}
-    out["count"] = int(count)
-    return out
+def run(config, workdir: str, export_dir: str = None) -> dict:
+    if not export_dir:
+        check_config(config)
+    test_src, info = open_source(config.data, "test")
+    if export_dir:
+        result = evaluate_export(export_dir, test_src, int(config.train.eval_batch_size))
+        _print(result, f"export {export_dir}")
+        return result
+    with config.unlocked():
+        for name, m in config.models.items():
+            if m.init == "train":
+                m.init = os.path.join(workdir, "pretrain", name, "export")
+                if not is_export_dir(m.init):
+                    raise CheckpointError(f"{workdir} has no trained {name} yet ({m.init}); train first")
+    phase = Phase(config, workdir, test_src, test_src, info, "eval")
+    restored = phase.restore_latest()
+    if restored is None:
+        raise CheckpointError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first, or pass "
+                              f"--export_dir to evaluate an export")
+    state, frozen, step = restored
+    result = phase.evaluate(state, frozen)
+    _print(result, f"checkpoint step {step} in {workdir}")
+    return result
+
+
+def evaluate_export(export_dir: str, source, batch_size: int) -> dict:
+    """Top-1/top-5 of an exported model alone (no training config needed)."""
+    from kdjax.models.distillation import normalize
+
+    variables, spec = load_export(export_dir)
+    model = build_from_spec(spec)
+
+    @jax.jit
+    def hits(images, labels, mask):
+        logits = model.apply(variables, normalize(images, spec["mean"], spec["std"]), train=False)
+        top = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+        return (jnp.sum((top[:, 0] == labels) * mask), jnp.sum(jnp.any(top == labels[:, None], -1) * mask))
+
+    t1 = t5 = n = 0.0
+    for batch in eval_batches(source, global_batch=batch_size):
+        a, b = hits(batch["image"], batch["label"], batch["mask"])
+        t1, t5, n = t1 + float(a), t5 + float(b), n + float(batch["mask"].sum())
+    name = spec.get("model_name", "model")
+    return {f"{name}/top1": t1 / n, f"{name}/top5": t5 / n, "count": int(n)}
+
+
+def _print(result, what):
+    print(f"Evaluation of {what} on {result['count']} test images:")
+    for key in sorted(k for k in result if k.endswith("/top1")):
+        name = key[:-5]
+        print(f"  {name}: top-1 {100 * result[key]:.2f}%  top-5 {100 * result[name + '/top5']:.2f}%")

@@ -7,12 +7,12 @@ import os
 import jax
 import ml_collections
 
-from kdjax.config_check import check_config, check_data, check_inits, check_workdir
-from kdjax.config_defaults import loss_entry
+from kdjax.config.check import check_config, check_data, check_inits, check_workdir
+from kdjax.config.defaults import loss_entry
 from kdjax.data.sources import open_source
 from kdjax.errors import ConfigError
-from kdjax.export import is_export_dir
-from kdjax.phase import Phase
+from kdjax.weights.export_dir import is_export_dir
+from kdjax.trainer import Phase
 
 TRAIN_FIRST = "train"
 
@@ -84,7 +84,7 @@ def run(config, workdir: str, restart: bool = False) -> dict:
     phase = Phase(distill_config, workdir, train_src, test_src, info, "distill")
 
     if restart and is_main:
-        from kdjax.workdir import move_aside
+        from kdjax.runtime.workdir import move_aside
 
         move_aside(workdir)
     _barrier("kdjax_workdir_moved")

@@ -11,7 +11,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 # kdjax's XLA:CPU flags, as `python -m kdjax.main` applies them, before anything starts JAX: runs made in this
 # process then compute exactly what the CLI subprocesses compute (the flags change convolution rounding)
-import kdjax.xla_flags  # noqa: E402,F401
+import kdjax.runtime.xla_flags  # noqa: E402,F401
 
 
 def load_config(path: str, arg: str = None):

@@ -39,7 +39,7 @@ def write_teacher(path):
     import jax
     import jax.numpy as jnp
 
-    from kdjax.export import make_spec, save_export
+    from kdjax.weights.export_dir import make_spec, save_export
     from kdjax.models import get_model
 
     variables = get_model("convnet_teacher", num_classes=10).init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)),
@@ -226,7 +226,7 @@ def test_restart_with_bad_input_moves_nothing(finished):
 
 
 def test_workdir_whose_first_attempt_failed_is_reused(finished, tmp_path):
-    from kdjax.config_check import check_workdir
+    from kdjax.config.check import check_workdir
 
     other = finished.config()
     other.optim.lr = 0.05
@@ -236,7 +236,7 @@ def test_workdir_whose_first_attempt_failed_is_reused(finished, tmp_path):
 
 
 def test_restart_moves_the_old_run_aside_and_loses_nothing(finished, tmp_path):
-    from kdjax.workdir import move_aside
+    from kdjax.runtime.workdir import move_aside
 
     copy = tmp_path / "run"
     shutil.copytree(finished.workdir, copy)

@@ -48,7 +48,7 @@ def test_method_config_trains_a_few_steps(method, teacher_export, tmp_path):
 @pytest.mark.parametrize("path", ["configs/dkd.py:imagenet", "configs/dkd.py:cifar100", "configs/kd.py:cifar100"]
                          + [f"configs/{m}.py:imagenet" for m in METHODS if m not in ("dml", "udml", "dkd")])
 def test_presets_need_a_teacher(path):
-    from kdjax.config_check import check_config
+    from kdjax.config.check import check_config
     from kdjax.errors import ConfigError
 
     cfg = load_config(*path.split(":"))

@@ -16,9 +16,10 @@ import jax
 import numpy as np
 import pytest
 
-from kdjax import convert, pretrained
+from kdjax.tools import convert
+from kdjax.weights import pretrained
 from kdjax.errors import CheckpointError
-from kdjax.export import build_from_spec, load_export
+from kdjax.weights.export_dir import build_from_spec, load_export
 from kdjax.models import get_model
 from kdjax.models.features import collect
 

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from kdjax.config_defaults import base_config
+from kdjax.config.defaults import base_config
 from kdjax.data import sources as sources_lib
 from kdjax.data.augment import make_batch_augment
 from kdjax.data.idx import read_idx

@@ -1,5 +1,5 @@
 """File-backed sources: PaddleClas list files (JPEG + PNG), SSLD mixing, TFDS ArrayRecord written by
-kdjax.prepare_data and read back through tfds.data_source, and every bad-data case.
+kdjax.tools.prepare_data and read back through tfds.data_source, and every bad-data case.
 
 Fixtures are generated once per session: solid-colour images whose red value is 5 + 3·id, so a batch says which
 images it holds even after resizing (resizing a constant image keeps it constant).
@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kdjax.config_defaults import base_config
+from kdjax.config.defaults import base_config
 from kdjax.data.decode import BadImage
 from kdjax.data.pipeline import eval_batches, train_pipeline
 from kdjax.data.sources import open_source
 from kdjax.errors import ConfigError, DataError
-from kdjax.prepare_data import prepare_idx, prepare_lists
+from kdjax.tools.prepare_data import prepare_idx, prepare_lists
 
 N_TRAIN, N_VAL, N_UNLABELED, CLASSES = 32, 12, 24, 5
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -196,12 +196,12 @@ def test_idx_to_tfds_roundtrip(tmp_path):
 
 
 def test_prepare_data_cli(lists, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "kdjax.prepare_data", f"--root={lists}", "--num_classes=5",
+    out = subprocess.run([sys.executable, "-m", "kdjax.tools.prepare_data", f"--root={lists}", "--num_classes=5",
                           "--test_list=", f"--out_dir={tmp_path}", "--name=cli_toy", "--threads=1"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "train 32" in out.stdout and "--config.data.source=tfds" in out.stdout
-    again = subprocess.run([sys.executable, "-m", "kdjax.prepare_data", f"--root={lists}", "--num_classes=5",
+    again = subprocess.run([sys.executable, "-m", "kdjax.tools.prepare_data", f"--root={lists}", "--num_classes=5",
                             f"--out_dir={tmp_path}", "--name=cli_toy"], capture_output=True, text=True, cwd=REPO,
                            timeout=120)
     assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr

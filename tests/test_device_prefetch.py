@@ -56,7 +56,7 @@ def test_close_while_the_thread_waits_on_a_full_queue():
 
 @pytest.mark.parametrize("value", [-1, -3, True])
 def test_bad_device_prefetch_is_a_config_error(value):
-    from kdjax.config_check import check_config
+    from kdjax.config.check import check_config
     from kdjax.errors import ConfigError
 
     cfg = load_config("configs/kd.py")
@@ -75,7 +75,7 @@ def test_data_wait_is_measured_as_device_idle_time(tmp_path, monkeypatch):
 
     from conftest import tiny
     from kdjax import train
-    from kdjax.parallel import Parallel
+    from kdjax.runtime.mesh import Parallel
 
     slow = Parallel.put_batch
 

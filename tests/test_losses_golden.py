@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from kdjax import verify_golden
+from kdjax.tools import verify_golden
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN_DIR = os.environ.get("KDJAX_GOLDEN_DIR", os.path.join(REPO_ROOT, "..", "shared", "golden"))
@@ -58,7 +58,7 @@ def _subset(tmp_path, names, corrupt=None):
 def test_cli_exit_code_and_summary_line(tmp_path):
     names = [c["case"] for c in _M["cases"] if c["loss"] in ("CELoss", "KLDivLoss")][:3]
     folder = _subset(tmp_path, names, corrupt=names[-1])
-    proc = subprocess.run([sys.executable, "-m", "kdjax.verify_golden", folder], cwd=REPO_ROOT,
+    proc = subprocess.run([sys.executable, "-m", "kdjax.tools.verify_golden", folder], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
     lines = proc.stdout.strip().splitlines()
     assert proc.returncode == 1, proc.stdout + proc.stderr

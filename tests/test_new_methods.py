@@ -309,7 +309,7 @@ def test_multi_teacher_losses_and_removing_a_teacher():
     close(float(total) - float(without), terms["kd/Student-Teacher2"], rtol=1e-4)
     with cfg.unlocked():  # dropping the model but not its loss entry is a config error naming the entry
         del cfg.models["Teacher2"]
-    from kdjax.config_check import check_config
+    from kdjax.config.check import check_config
     with pytest.raises(ConfigError, match="kd_teacher2"):
         check_config(cfg)
 
@@ -319,8 +319,8 @@ def test_multi_teacher_losses_and_removing_a_teacher():
 @pytest.mark.parametrize("method", NEW_CONFIGS)
 def test_new_configs_validate_and_pair_shapes(method):
     """Config checks and the loss/model shape pairing (jax.eval_shape: no compute) of each offline default."""
-    from kdjax.config_check import check_config, check_model_outputs
-    from kdjax.distill_model import DistillationModel, build_submodels, normalize
+    from kdjax.config.check import check_config, check_model_outputs
+    from kdjax.models.distillation import DistillationModel, build_submodels, normalize
 
     cfg = load_config(f"configs/{method}.py")
     check_config(cfg)
@@ -332,7 +332,7 @@ def test_new_configs_validate_and_pair_shapes(method):
 @pytest.mark.parametrize("path", ["fitnet:cifar100", "at:cifar100", "kd_ls:cifar100", "dkd_ls:cifar100",
                                   "skd:imagenet", "pefd:imagenet", "crd:cifar100"])
 def test_new_presets_need_a_teacher(path):
-    from kdjax.config_check import check_config
+    from kdjax.config.check import check_config
     from kdjax.errors import ConfigError
 
     method, preset = path.split(":")
@@ -374,7 +374,7 @@ def test_every_new_loss_trains_in_one_run_and_crd_memory_is_checkpointed(multi_t
     """configs/crd.py plus the loss entries of every other new config, with mixup soft labels on."""
     from kdjax import train
     from kdjax.data.sources import open_source
-    from kdjax.phase import Phase
+    from kdjax.trainer import Phase
 
     teacher = os.path.join(multi_teacher_run[0], "pretrain", "Teacher1", "export")
     cfg = tiny(load_config("configs/crd.py"), train_limit=256, test_limit=250, epochs=1.0)

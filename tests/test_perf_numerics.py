@@ -1,12 +1,12 @@
 """Numerics of the performance work (issue 7) and the benchmark entry point. No timing assertions.
 
-- kdjax.models.fast_conv: values and gradients (x and w) equal lax.conv_general_dilated's to ~1e-5 over
+- kdjax.kernels.conv: values and gradients (x and w) equal lax.conv_general_dilated's to ~1e-5 over
   shapes, strides, paddings and feature groups.
 - the zoo's Conv (layers.py) computes what lax.conv_general_dilated computes.
 - the zoo's BatchNorm (layers.py, hand-written training backward pass) equals flax.linen.BatchNorm: outputs,
   running statistics and gradients, float32 and bfloat16 inputs, odd channel counts.
-- kdjax.host_memory.CompileThenRelease runs the same executable jit would, donation included.
-- `python -m kdjax.bench` runs end to end (2 steps, tiny config) and prints one valid JSON line.
+- kdjax.runtime.host_memory.CompileThenRelease runs the same executable jit would, donation included.
+- `python -m kdjax.tools.bench` runs end to end (2 steps, tiny config) and prints one valid JSON line.
 """
 
 import json
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from kdjax.models import fast_conv
+from kdjax.kernels import conv as fast_conv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -131,7 +131,7 @@ def test_zoo_batch_norm_matches_flax(shape, dtype):
 
 
 def test_compile_then_release_is_the_jitted_step():
-    from kdjax.host_memory import compile_then_release
+    from kdjax.runtime.host_memory import compile_then_release
 
     def step(state, x):
         return state + x, jnp.sum(state * x)
@@ -151,7 +151,7 @@ def test_compile_then_release_is_the_jitted_step():
 
 
 def test_bench_runs_end_to_end_and_prints_json():
-    cmd = [sys.executable, "-m", "kdjax.bench", "--config=configs/dkd.py", "--batch=8", "--steps=2", "--warmup=0"]
+    cmd = [sys.executable, "-m", "kdjax.tools.bench", "--config=configs/dkd.py", "--batch=8", "--steps=2", "--warmup=0"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = [line for line in out.stdout.splitlines() if line.strip()]

@@ -29,7 +29,7 @@ def setup(tmp_path_factory, compile_cache):
 
 
 def export_leaves(workdir):
-    from kdjax.export import load_export
+    from kdjax.weights.export_dir import load_export
 
     return jax.tree.leaves(load_export(str(workdir / "export"))[0])
 
@@ -177,7 +177,7 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous(setup, tmp_path,
 
 
 def test_no_restorable_checkpoint_is_an_error_and_moves_nothing(setup, tmp_path):
-    from kdjax.checkpointing import PhaseCheckpoints
+    from kdjax.runtime.checkpoints import PhaseCheckpoints
     from kdjax.errors import CheckpointError
 
     ckpts = tmp_path / "checkpoints"
@@ -195,7 +195,7 @@ def test_no_restorable_checkpoint_is_an_error_and_moves_nothing(setup, tmp_path)
 
 
 def test_old_checkpoints_are_deleted_only_after_a_newer_one_is_complete(tmp_path):
-    from kdjax.checkpointing import PhaseCheckpoints
+    from kdjax.runtime.checkpoints import PhaseCheckpoints
 
     state = {"w": np.arange(4, dtype=np.float32)}
     ckpts = PhaseCheckpoints(str(tmp_path / "checkpoints"), keep=1)
@@ -242,7 +242,7 @@ def _all_checkpoints_finite(workdir):
 
 def test_nonfinite_loss_stops_naming_step_entries_and_last_good_checkpoint(setup, tmp_path):
     from kdjax import train
-    from kdjax.phase import NonFiniteLoss
+    from kdjax.trainer import NonFiniteLoss
 
     wd = tmp_path / "run"
     with pytest.raises(NonFiniteLoss) as info:
@@ -259,7 +259,7 @@ def test_nonfinite_loss_stops_naming_step_entries_and_last_good_checkpoint(setup
 
 def test_nonfinite_skip_drops_steps_up_to_max_skipped(setup, tmp_path):
     from kdjax import train
-    from kdjax.phase import NonFiniteLoss
+    from kdjax.trainer import NonFiniteLoss
 
     wd = tmp_path / "skip"
     train.run(_nonfinite_config(setup, nonfinite="skip", max_skipped=10), str(wd))  # finishes, skipping
@@ -282,7 +282,7 @@ def test_health_counters_are_logged():
     import ml_collections
 
     from kdjax.data.badimages import BadImageCount
-    from kdjax.phase import Phase
+    from kdjax.trainer import Phase
 
     counter = BadImageCount()
     counter.add(3)

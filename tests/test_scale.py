@@ -25,7 +25,7 @@ _RUN = r"""
 import json, sys
 sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
 import jax
-from kdjax import phase as phase_lib, train
+from kdjax import trainer as phase_lib, train
 import test_scale
 seen = {{}}
 build = phase_lib.Phase.build_train_step
@@ -45,9 +45,9 @@ _PREEMPT = r"""
 import json, os, signal, sys
 sys.path.insert(0, {repo!r})
 pid = int(sys.argv[1])
-from kdjax import distributed
+from kdjax.runtime import distributed
 distributed.initialize("127.0.0.1:{port}", 2, pid)
-from kdjax.phase import _Preemption
+from kdjax.runtime.preemption import Preemption as _Preemption
 seen = []
 with _Preemption() as preempt:
     if pid == 1:
@@ -115,7 +115,7 @@ def _make_teacher(directory: str):
     import jax
     import jax.numpy as jnp
 
-    from kdjax import export
+    from kdjax.weights import export_dir as export
     from kdjax.models import get_model
 
     module = get_model("convnet_student", field="teacher", num_classes=10)
@@ -129,7 +129,7 @@ def _make_teacher(directory: str):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Starts every scale-out run at once; returns {name: (workdir, report)} once all have finished."""
-    from kdjax.cache_teacher import build_cache
+    from kdjax.tools.cache_teacher import build_cache
 
     root = tmp_path_factory.mktemp("scale")
     teacher = _make_teacher(str(root / "teacher"))
@@ -153,7 +153,7 @@ def runs(tmp_path_factory):
         env=dict(os.environ, KDJAX_STOP_GRACE="10"))
     # the CLI, top-3 logits only
     jobs["cli_topk"] = subprocess.Popen(
-        [sys.executable, "-m", "kdjax.cache_teacher", "--config=configs/kd.py",
+        [sys.executable, "-m", "kdjax.tools.cache_teacher", "--config=configs/kd.py",
          "--config.models.Teacher.arch=convnet_student", f"--config.models.Teacher.init={teacher}",
          "--config.data.train_limit=256", "--config.data.augment=none", f"--output={root / 'topk_cache'}",
          "--top_k=3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=_env(1))
@@ -194,7 +194,7 @@ def _restore(runs, name, **overrides):
         import jax
 
         from kdjax.data.sources import open_source
-        from kdjax.phase import Phase
+        from kdjax.trainer import Phase
 
         cfg = config(runs["teacher"], **overrides)
         src, info = open_source(cfg.data, "test")
@@ -285,10 +285,10 @@ def _mlp_step(dtype="float32", accum=1, batch_norm=False):
     import jax.numpy as jnp
     import optax
 
-    from kdjax.distill_model import DistillationModel, SubModel
-    from kdjax.config_defaults import loss_entry
+    from kdjax.models.distillation import DistillationModel, SubModel
+    from kdjax.config.defaults import loss_entry
     from kdjax.losses import build_losses
-    from kdjax.parallel import make_parallel
+    from kdjax.runtime.mesh import make_parallel
     from kdjax.steps import create_state, make_train_step
 
     class MLP(nn.Module):
@@ -370,7 +370,7 @@ def test_bf16_policy_computes_in_bf16_with_float32_params_and_losses():
 def test_fsdp_rule_shards_the_largest_divisible_axis_and_replicates_small_arrays():
     from jax.sharding import PartitionSpec as P
 
-    from kdjax.parallel import fsdp_spec
+    from kdjax.runtime.mesh import fsdp_spec
 
     assert fsdp_spec((3, 3, 64, 128), 4, 0) == P(None, None, None, "fsdp")
     assert fsdp_spec((512, 10), 4, 0) == P("fsdp", None)
@@ -384,7 +384,7 @@ def test_mesh_config_errors_name_the_field():
     import jax
 
     from kdjax.errors import ConfigError
-    from kdjax.parallel import make_parallel
+    from kdjax.runtime.mesh import make_parallel
 
     n = jax.device_count()
     with pytest.raises(ConfigError, match=r"mesh\.fsdp"):
@@ -398,8 +398,8 @@ def test_mesh_config_errors_name_the_field():
 
 
 def test_distributed_plan_from_flags_env_tpu_and_slurm(monkeypatch):
-    from kdjax import distributed
-    from kdjax.distributed import FlagError
+    from kdjax.runtime import distributed
+    from kdjax.runtime.distributed import FlagError
 
     for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "KDJAX_COORDINATOR_ADDRESS",
                 "KDJAX_NUM_PROCESSES", "KDJAX_PROCESS_ID", "SLURM_JOB_ID", "SLURM_NTASKS"):
@@ -436,7 +436,7 @@ def test_distributed_plan_from_flags_env_tpu_and_slurm(monkeypatch):
 
 def test_teacher_cache_manifest_and_rows(runs):
     from kdjax.data.sources import open_source
-    from kdjax.teacher_cache import TeacherCache
+    from kdjax.data.teacher_cache import TeacherCache
 
     cache = TeacherCache(runs["cache_dir"])
     assert cache.model == "Teacher" and cache.count == 256 and cache.num_classes == 10
@@ -446,7 +446,7 @@ def test_teacher_cache_manifest_and_rows(runs):
 
 
 def test_cache_teacher_cli_writes_top_k_logits(runs):
-    from kdjax.teacher_cache import TeacherCache
+    from kdjax.data.teacher_cache import TeacherCache
 
     assert "Cached Teacher (convnet_student) top-3 logits for 256 training images" in runs["cli_topk"][1]["stdout"]
     full, topk = TeacherCache(runs["cache_dir"]), TeacherCache(str(runs["root"] / "topk_cache"))
@@ -468,7 +468,7 @@ def test_cache_teacher_cli_writes_top_k_logits(runs):
     ({"models.Teacher.frozen": False}, "models.Teacher.frozen"),
 ])
 def test_teacher_cache_is_refused_where_it_cannot_stand_in_for_the_teacher(runs, change, field):
-    from kdjax import teacher_cache
+    from kdjax.data import teacher_cache
     from kdjax.errors import ConfigError
 
     cfg = config(runs["teacher"], teacher_cache=runs["cache_dir"], **change)
@@ -481,7 +481,7 @@ def test_teacher_cache_is_refused_where_it_cannot_stand_in_for_the_teacher(runs,
 def test_top_k_cache_rebuilds_logits_with_the_right_top_k_and_mass():
     import jax
 
-    from kdjax.teacher_cache import rebuild_logits
+    from kdjax.data.teacher_cache import rebuild_logits
 
     logits = np.random.default_rng(0).normal(size=(4, 20)).astype(np.float32) * 3
     top = np.argsort(-logits, -1)[:, :5]

@@ -28,8 +28,8 @@ print(json.dumps(meta))
 
 
 def test_stablehlo_artifact_round_trip(tmp_path):
-    from kdjax.distill_model import normalize
-    from kdjax.export import export_logits_fn, make_spec, save_export
+    from kdjax.models.distillation import normalize
+    from kdjax.weights.export_dir import export_logits_fn, make_spec, save_export
     from kdjax.models import get_model
 
     model = get_model("convnet_student", num_classes=10)
@@ -45,7 +45,7 @@ def test_stablehlo_artifact_round_trip(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     images = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28, 1), dtype=np.uint8)
     np.save(tmp_path / "images.npy", images)
-    code = _LOADER_RUN.format(loader=os.path.join(REPO, "kdjax", "serving_loader.py"), artifact=artifact,
+    code = _LOADER_RUN.format(loader=os.path.join(REPO, "kdjax", "serving", "loader.py"), artifact=artifact,
                               images=str(tmp_path / "images.npy"), out=str(tmp_path / "logits.npy"))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]

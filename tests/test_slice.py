@@ -52,9 +52,9 @@ def test_metrics_and_tensorboard_written(trained):
 
 def test_export_reproduces_training_time_student(trained):
     from kdjax.data.sources import open_source
-    from kdjax.distill_model import normalize
-    from kdjax.export import export_logits_fn
-    from kdjax.phase import Phase
+    from kdjax.models.distillation import normalize
+    from kdjax.weights.export_dir import export_logits_fn
+    from kdjax.trainer import Phase
 
     cfg, wd, _ = trained
     with cfg.unlocked():
@@ -85,7 +85,7 @@ def test_infer_cli_prints_top5_per_image(trained, tmp_path):
 
 
 def test_eval_mode_matches_final_evaluation(trained):
-    from kdjax import eval_mode
+    from kdjax import evaluate as eval_mode
 
     cfg, wd, summary = trained
     result = eval_mode.run(cfg, str(wd))
@@ -95,7 +95,7 @@ def test_eval_mode_matches_final_evaluation(trained):
 
 
 def _export_vars(path):
-    from kdjax.export import load_export
+    from kdjax.weights.export_dir import load_export
 
     return jax.tree.leaves(load_export(str(path))[0])
 

@@ -6,7 +6,7 @@ from conftest import load_config
 
 
 def test_sweep_writes_report_and_resumes(tmp_path):
-    from kdjax import sweep
+    from kdjax.tools import sweep
 
     cfg = load_config("configs/sweep_fashion_mnist.py")
     with cfg.unlocked():
@@ -39,7 +39,7 @@ def test_sweep_writes_report_and_resumes(tmp_path):
 
 
 def test_multi_teacher_method_gets_each_frozen_model_its_own_teacher():
-    from kdjax import sweep
+    from kdjax.tools import sweep
 
     cfg = load_config("configs/sweep_fashion_mnist.py")
     assert sweep.teachers_needed(cfg, "multi_teacher") == ("", "Teacher2")

@@ -108,7 +108,7 @@ class TfdsWriter:
 
         info = dataset_info_pb2.DatasetInfo(name=self.name, version=self.version, description=self.description,
                                             splits=self._splits, file_format=FILE_FORMAT,
-                                            module_name="kdjax.prepare_data")
+                                            module_name="kdjax.tools.prepare_data")
         info.features.CopyFrom(self.features.to_proto())
         self.features.save_config(self.directory)
         self.features.save_metadata(self.directory)

@@ -29,7 +29,7 @@ _HOW_TO_GET_FASHION_MNIST = (
     "  - Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (installs IDX files in "
     f"{DEBIAN_FASHION_MNIST});\n"
     "  - a prepared TFDS directory: `tfds build fashion_mnist --data_dir=DIR --file_format=array_record` on a "
-    "machine with internet, or `python -m kdjax.prepare_data --idx_dir=FOLDER --out_dir=DIR`, then "
+    "machine with internet, or `python -m kdjax.tools.prepare_data --idx_dir=FOLDER --out_dir=DIR`, then "
     "--config.data.tfds_data_dir=DIR;\n"
     "  - the four IDX files (train-images-idx3-ubyte.gz, ...) in a folder: --config.data.data_dir=FOLDER.")
 
@@ -105,7 +105,7 @@ def _open_tfds(data, split):
     name, data_dir = data.get("name", "fashion_mnist"), data.get("tfds_data_dir")
     if not tfds_prepared(name, data_dir):
         raise DataError(f"no prepared TFDS dataset {name!r} in {tfds_root(data_dir)} (set config.data.tfds_data_dir "
-                        f"to the directory holding {name}/; `python -m kdjax.prepare_data` writes one)")
+                        f"to the directory holding {name}/; `python -m kdjax.tools.prepare_data` writes one)")
     source = TfdsSource(name, data.get(f"{split}_split", split), data_dir)
     labels = source.label_names or (FASHION_MNIST_LABELS if name == "fashion_mnist" else None)
     return source, source.num_classes, labels

@@ -29,7 +29,7 @@ def prepared_dir(name: str, data_dir: Optional[str]) -> Optional[str]:
     """DIR/name[/config]/version holding dataset_info.json: the requested version or the newest on disk.
 
     Reading what is on disk (rather than what a registered builder class expects) lets a dataset written by
-    kdjax.prepare_data under a registered name such as fashion_mnist be read at its own version.
+    kdjax.tools.prepare_data under a registered name such as fashion_mnist be read at its own version.
     """
     base, _, version = name.partition(":")
     directory = os.path.join(tfds_root(data_dir), base)
@@ -59,7 +59,7 @@ class TfdsSource:
         except Exception as e:  # tfds raises assorted errors for missing, unprepared or non-ArrayRecord data
             raise DataError(f"cannot open TFDS dataset {name!r} split {split!r} in {where}: "
                             f"{type(e).__name__}: {e}. Prepare it in ArrayRecord format (`tfds build {name} "
-                            f"--file_format=array_record`, or `python -m kdjax.prepare_data`)") from None
+                            f"--file_format=array_record`, or `python -m kdjax.tools.prepare_data`)") from None
         if image_key not in features or label_key not in features:
             raise DataError(f"TFDS dataset {name!r} has features {sorted(features.keys())}; kdjax needs "
                             f"{image_key!r} and {label_key!r}")

@@ -27,7 +27,6 @@ from kdjax.losses.feature import (adaptive_avg_pool, distance_loss, flatten_nchw
 from kdjax.losses.hints import (FitNetRegressor, at_loss, at_losses, attention_map, fitnet_init,  # noqa: F401
                                 fitnet_loss)
 from kdjax.losses.mgd import MGDGenerator, mgd_init, mgd_loss, mgd_mask, mgd_uniform  # noqa: F401
-from kdjax.losses.paddleclas import from_paddleclas  # noqa: F401
 from kdjax.losses.pefd import PEFDProjectors, pefd_init, pefd_loss  # noqa: F401
 from kdjax.losses.registry import LOSS_TYPES, LossSpec  # noqa: F401
 from kdjax.losses.response import (cross_entropy, dist_loss, dkd_loss, dkd_parts,  # noqa: F401

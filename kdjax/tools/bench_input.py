@@ -1,6 +1,6 @@
 """Input-pipeline benchmark: images/s for decode + augment + batch, with threads only and with worker processes.
 
-  python -m kdjax.bench_input --workers=0,2 [--num_images=2000 --image_size=224 --batch_size=64]
+  python -m kdjax.tools.bench_input --workers=0,2 [--num_images=2000 --image_size=224 --batch_size=64]
 
 It writes `num_images` random 256×256 JPEGs (smooth noise, so they compress like photos rather than static)
 and a PaddleClas list file into a temporary directory, then runs the training pipeline (augment=imagenet:
@@ -12,8 +12,7 @@ import os
 import tempfile
 import time
 
-from kdjax import cli_flags  # noqa: E402
-from absl import app
+from kdjax.cli import flags as cli_flags  # noqa: E402
 
 _NUM_IMAGES = cli_flags.DEFINE_integer("num_images", 2000, "How many JPEGs to generate.")
 _SOURCE_SIZE = cli_flags.DEFINE_integer("source_size", 256, "Side of the generated JPEGs.")
@@ -92,5 +91,14 @@ def main(argv):
             print(f"workers={workers}: {rate:,.0f} images/s (decode + {_AUGMENT.value} augment + batch)", flush=True)
 
 
+FLAG_NAMES = ('num_images', 'source_size', 'image_size', 'batch_size', 'workers', 'threads', 'batches', 'warmup', 'augment', 'dir')
+
+
+def cli():
+    from kdjax.cli.run import run_command
+
+    run_command(main, prog="kdjax.tools.bench_input", module="kdjax.tools.bench_input", doc=__doc__, flag_names=FLAG_NAMES)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

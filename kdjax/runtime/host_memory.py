@@ -8,7 +8,7 @@ memory without being used:
   maps its buffers on top of them. `malloc_trim(0)` returns such free pages (glibc ≥ 2.8 also trims the middle
   of the heap), and `compile_then_release` puts it between compiling and running the step.
 * Freed blocks of many threads' arenas (XLA's Eigen pool, grain's reader threads) linger the same way;
-  `configure_malloc` (run by `kdjax.xla_flags` at start-up) caps the number of arenas.
+  `configure_malloc` (run by `kdjax.runtime.xla_flags` at start-up) caps the number of arenas.
 
 All of it is a no-op where glibc is not the allocator.
 """

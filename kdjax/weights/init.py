@@ -3,11 +3,11 @@
 import os
 
 from kdjax.errors import CheckpointError, ConfigError
-from kdjax.export import is_export_dir, load_export, load_spec
+from kdjax.weights.export_dir import is_export_dir, load_export, load_spec
 
 PRETRAINED_SUFFIXES = (".pdparams", ".pth", ".pt")
 _WHAT_INIT_TAKES = ("give a kdjax export directory (e.g. WORKDIR/export), a folder written by "
-                    "`python -m kdjax.convert`, or a .pdparams/.pth file")
+                    "`python -m kdjax.tools.convert`, or a .pdparams/.pth file")
 
 
 def check_init_path(name: str, m, num_classes: int = 0):
@@ -56,8 +56,8 @@ def load_init(name: str, sub, cache_dir: str):
         if is_export_dir(cached):
             variables, spec = load_export(cached)
         else:
-            from kdjax.export import make_spec, save_export
-            from kdjax.pretrained import load_pretrained
+            from kdjax.weights.export_dir import make_spec, save_export
+            from kdjax.weights.pretrained import load_pretrained
 
             variables = load_pretrained(path, sub.arch, **sub.kwargs)
             save_export(cached, variables, make_spec(sub.arch, sub.kwargs, sub.kwargs.get("num_classes", 0),

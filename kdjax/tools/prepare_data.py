@@ -1,8 +1,8 @@
 """Prepare once, read fast: turn PaddleClas list files or IDX files into a TFDS ArrayRecord dataset.
 
-  python -m kdjax.prepare_data --root=ILSVRC2012 --train_list=train_list.txt --test_list=val_list.txt \\
+  python -m kdjax.tools.prepare_data --root=ILSVRC2012 --train_list=train_list.txt --test_list=val_list.txt \\
       --num_classes=1000 --name=imagenet_lists --out_dir=~/tensorflow_datasets
-  python -m kdjax.prepare_data --idx_dir=/usr/share/datasets/fashion-mnist --name=fashion_mnist --out_dir=DIR
+  python -m kdjax.tools.prepare_data --idx_dir=/usr/share/datasets/fashion-mnist --name=fashion_mnist --out_dir=DIR
 
 then train with --config.data.source=tfds --config.data.name=NAME --config.data.tfds_data_dir=DIR. List images
 are stored as their original bytes (no re-encoding); each is decoded once here so that a broken file fails now,
@@ -14,8 +14,7 @@ import concurrent.futures
 import os
 import sys
 
-from kdjax import cli_flags  # noqa: E402
-from absl import app
+from kdjax.cli import flags as cli_flags  # noqa: E402
 
 _OUT_DIR = cli_flags.DEFINE_string("out_dir", None, "TFDS data dir to write into (the dataset goes to OUT/NAME/1.0.0).")
 _NAME = cli_flags.DEFINE_string("name", None, "Dataset name (config.data.name when reading it back).")
@@ -73,7 +72,7 @@ def prepare_lists(out_dir: str, name: str, root: str, *, train_list: str, test_l
     sources = [(split, ListFileSource(root, path, num_classes=num_classes, labeled=labeled))
                for split, path, labeled in splits if path]
     writer = TfdsWriter(out_dir, name, num_classes=num_classes, label_names=names, image_shape=(None, None, 3),
-                        encoding="jpeg", description=f"kdjax.prepare_data from list files under {root}",
+                        encoding="jpeg", description=f"kdjax.tools.prepare_data from list files under {root}",
                         examples_per_shard=examples_per_shard, overwrite=overwrite)
     result, skipped = {}, []
     for split, source in sources:
@@ -98,7 +97,7 @@ def prepare_idx(out_dir: str, name: str, idx_dir: str, *, examples_per_shard: in
     names = FASHION_MNIST_LABELS if name == "fashion_mnist" and num_classes == 10 else None
     writer = TfdsWriter(out_dir, name, num_classes=num_classes, label_names=names,
                         image_shape=sources[0][1].image_shape, encoding="png",
-                        description=f"kdjax.prepare_data from IDX files in {idx_dir}",
+                        description=f"kdjax.tools.prepare_data from IDX files in {idx_dir}",
                         examples_per_shard=examples_per_shard, overwrite=overwrite)
     result = {}
     for split, source in sources:
@@ -116,25 +115,21 @@ def main(argv):
     from kdjax.errors import KdjaxError
 
     absl_logging.set_verbosity(absl_logging.WARNING)
-    try:
-        if not _OUT_DIR.value or not _NAME.value:
-            raise KdjaxError("--out_dir and --name are required")
-        out_dir = os.path.expanduser(_OUT_DIR.value)
-        if _IDX_DIR.value:
-            result = prepare_idx(out_dir, _NAME.value, _IDX_DIR.value, examples_per_shard=_SHARD.value,
-                                 overwrite=_OVERWRITE.value)
-        elif _ROOT.value:
-            result = prepare_lists(out_dir, _NAME.value, _ROOT.value, train_list=_TRAIN_LIST.value,
-                                   test_list=_TEST_LIST.value, unlabeled_list=_UNLABELED_LIST.value or "",
-                                   num_classes=_NUM_CLASSES.value, label_names_file=_LABEL_NAMES.value or "",
-                                   check_images=_CHECK.value, skip_bad_images=_SKIP_BAD.value,
-                                   examples_per_shard=_SHARD.value, threads=_THREADS.value,
-                                   overwrite=_OVERWRITE.value)
-        else:
-            raise KdjaxError("give --root (list files) or --idx_dir (IDX files)")
-    except KdjaxError as e:
-        print(f"kdjax.prepare_data: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    if not _OUT_DIR.value or not _NAME.value:
+        raise KdjaxError("--out_dir and --name are required")
+    out_dir = os.path.expanduser(_OUT_DIR.value)
+    if _IDX_DIR.value:
+        result = prepare_idx(out_dir, _NAME.value, _IDX_DIR.value, examples_per_shard=_SHARD.value,
+                             overwrite=_OVERWRITE.value)
+    elif _ROOT.value:
+        result = prepare_lists(out_dir, _NAME.value, _ROOT.value, train_list=_TRAIN_LIST.value,
+                               test_list=_TEST_LIST.value, unlabeled_list=_UNLABELED_LIST.value or "",
+                               num_classes=_NUM_CLASSES.value, label_names_file=_LABEL_NAMES.value or "",
+                               check_images=_CHECK.value, skip_bad_images=_SKIP_BAD.value,
+                               examples_per_shard=_SHARD.value, threads=_THREADS.value,
+                               overwrite=_OVERWRITE.value)
+    else:
+        raise KdjaxError("give --root (list files) or --idx_dir (IDX files)")
     for message in result.pop("skipped", []):
         print(f"skipped: {message}", file=sys.stderr)
     directory = result.pop("directory")
@@ -144,5 +139,14 @@ def main(argv):
           f"--config.data.tfds_data_dir={out_dir}" + (" --config.data.image_size=224" if _ROOT.value else ""))
 
 
+FLAG_NAMES = ('out_dir', 'name', 'root', 'train_list', 'test_list', 'unlabeled_list', 'num_classes', 'label_names_file', 'idx_dir', 'skip_bad_images', 'check_images', 'examples_per_shard', 'threads', 'overwrite')
+
+
+def cli():
+    from kdjax.cli.run import run_command
+
+    run_command(main, prog="kdjax.tools.prepare_data", module="kdjax.tools.prepare_data", doc=__doc__, flag_names=FLAG_NAMES)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -1,6 +1,6 @@
 """Run a `kdjax.serving` artifact with plain JAX: no kdjax, no Flax, no model code.
 
-    python serving_loader.py model.jax_exported image.png ...      (or import `load` from this file)
+    python loader.py model.jax_exported image.png ...      (or import `load` from this file)
 
 Deliberately self-contained (copy this one file next to the artifact).
 """

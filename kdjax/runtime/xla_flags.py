@@ -1,4 +1,4 @@
-"""Process settings kdjax applies before JAX starts: import this module before `jax` (kdjax.main, kdjax.bench).
+"""Process settings kdjax applies before JAX starts: import this module before `jax` (kdjax.main, kdjax.tools.bench).
 
 XLA flags (CPU only, appended to XLA_FLAGS; a flag already named in the environment's XLA_FLAGS wins, so
 `XLA_FLAGS=--xla_cpu_use_fusion_emitters=true python -m kdjax.main ...` turns one back). Measured on the
@@ -18,7 +18,7 @@ resnet32x4→resnet8x4 DKD step (benchmarks/README.md), each alternately against
   --xla_cpu_parallel_codegen_split_count=1
       one LLVM module instead of 32 chunks: ~25 MB less resident code; compiles ~2 s slower on this step.
 
-and glibc malloc's arena count (`kdjax.host_memory.configure_malloc`: 2 arenas instead of 8 per core).
+and glibc malloc's arena count (`kdjax.runtime.host_memory.configure_malloc`: 2 arenas instead of 8 per core).
 
 `KDJAX_XLA_FLAGS=0` sets no XLA flag, `KDJAX_MALLOC=0` leaves malloc alone. Neither changes results beyond
 float rounding; the tests pass with and without them.
@@ -49,6 +49,6 @@ def apply(flags=None) -> str:
 
 apply()
 
-from kdjax import host_memory  # noqa: E402  (no jax import at module level)
+from kdjax.runtime import host_memory  # noqa: E402  (no jax import at module level)
 
 host_memory.configure_malloc()

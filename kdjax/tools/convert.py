@@ -1,9 +1,9 @@
 """Convert a PaddleClas or torchvision checkpoint into a kdjax export directory (usable as a teacher `init`).
 
-    python -m kdjax.convert --from paddle --arch ResNet50_vd ResNet50_vd_pretrained.pdparams --out teachers/r50vd
-    python -m kdjax.convert --from torchvision --arch resnet34 resnet34-b627a593.pth --out teachers/r34
+    python -m kdjax.tools.convert --from paddle --arch ResNet50_vd ResNet50_vd_pretrained.pdparams --out teachers/r50vd
+    python -m kdjax.tools.convert --from torchvision --arch resnet34 resnet34-b627a593.pth --out teachers/r34
 
-    python -m kdjax.convert --from torchvision --arch resnet32x4 ckpt_epoch_240.pth --out teachers/r32x4 \
+    python -m kdjax.tools.convert --from torchvision --arch resnet32x4 ckpt_epoch_240.pth --out teachers/r32x4 \
         --input-size 32 --mean 0.5071,0.4865,0.4409 --std 0.2673,0.2564,0.2762
 
 `--from torchvision` reads any PyTorch state dict (also nested under 'model'/'state_dict', as RepDistiller
@@ -21,10 +21,9 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from kdjax.errors import KdjaxError
-from kdjax.export import make_spec, save_export
+from kdjax.weights.export_dir import make_spec, save_export
 from kdjax.models import get_model
-from kdjax.pretrained import SOURCES, import_pretrained
+from kdjax.weights.pretrained import SOURCES, import_pretrained
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,7 +61,7 @@ def _floats(text: str):
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m kdjax.convert", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m kdjax.tools.convert", description=__doc__.split("\n\n")[0])
     p.add_argument("src", help="checkpoint file (.pdparams or .pth)")
     p.add_argument("--from", dest="source", required=True, choices=SOURCES, help="checkpoint framework")
     p.add_argument("--arch", required=True, help="zoo arch name (torchvision: resnet18 ... or tv_resnet18 ...)")
@@ -83,13 +82,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not isinstance(kwargs, dict):
             raise ValueError("not a JSON object")
     except ValueError as e:
-        print(f"error: --kwargs must be a JSON object ({e})", file=sys.stderr)
-        return 2
-    try:
-        spec = convert(args.src, args.out, args.arch, args.source, kwargs, args.input_size, args.mean, args.std)
-    except KdjaxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        from kdjax.cli.run import fail
+
+        fail("kdjax.tools.convert", f"--kwargs must be a JSON object ({e})")
+    from kdjax.cli.run import guarded
+
+    spec = guarded(convert, args.src, args.out, args.arch, args.source, kwargs, args.input_size, args.mean, args.std,
+                   prog="kdjax.tools.convert")
     print(f"wrote {os.path.abspath(args.out)}: arch {spec['arch']}, {spec['num_classes']} classes, "
           f"input {spec['input_size']}")
     return 0

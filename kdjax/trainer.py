@@ -6,29 +6,28 @@
 import json
 import logging
 import os
-import signal
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kdjax import export as export_lib
-from kdjax import teacher_cache
-from kdjax.config_check import check_model_outputs
-from kdjax.checkpointing import PhaseCheckpoints
+from kdjax.weights import export_dir as export_lib
+from kdjax.data import teacher_cache
+from kdjax.config.check import check_model_outputs
+from kdjax.runtime.checkpoints import PhaseCheckpoints
 from kdjax.data.device_prefetch import DevicePrefetch
-from kdjax.data.pipeline import train_pipeline
-from kdjax.distill_model import DistillationModel, build_submodels, normalize
+from kdjax.data.pipeline import eval_batches, train_pipeline
+from kdjax.models.distillation import DistillationModel, build_submodels, normalize
 from kdjax.errors import KdjaxError, nonfinite_message
-from kdjax.evaluate import evaluate
-from kdjax.host_memory import compile_then_release, release_host_memory
-from kdjax.init_weights import check_variables_match, load_init
+from kdjax.runtime.host_memory import compile_then_release, release_host_memory
+from kdjax.weights.init import check_variables_match, load_init
 from kdjax.losses import build_losses
 from kdjax.losses.crd import IndexedRecords
-from kdjax.optim import build_optimizer
-from kdjax.parallel import make_parallel
-from kdjax.run_log import RunLog
+from kdjax.steps import build_optimizer
+from kdjax.runtime.mesh import make_parallel
+from kdjax.runtime.preemption import Preemption
+from kdjax.runtime.run_log import RunLog
 from kdjax.steps import LOSS_PARAMS, cached_key, create_state, make_eval_step, make_train_step
 
 log = logging.getLogger("kdjax")
@@ -36,60 +35,6 @@ log = logging.getLogger("kdjax")
 
 class NonFiniteLoss(KdjaxError):
     pass
-
-
-_EARLY_SIGTERM = []  # SIGTERMs that arrived outside a training loop (see listen_for_sigterm)
-
-
-def listen_for_sigterm(pending: bool = False):
-    """The CLI calls this first: a SIGTERM that arrives before or between training loops (start-up, compilation,
-    evaluation) is remembered, and the next loop checkpoints after its first step and returns, instead of the
-    process dying with nothing saved. `pending`: one arrived already (caught by the CLI while importing)."""
-    if pending:
-        _EARLY_SIGTERM.append(True)
-    try:
-        signal.signal(signal.SIGTERM, lambda *_: _EARLY_SIGTERM.append(True))
-    except ValueError:  # not the main thread
-        pass
-
-
-class _Preemption:
-    """SIGTERM → finish the current step, checkpoint, exit cleanly."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-        # several processes: each records its own SIGTERM, and `requested` is set on all of them at once (agree)
-        self._multi, self._local = jax.process_count() > 1, False
-
-    def __enter__(self):
-        self.requested = bool(_EARLY_SIGTERM)
-        _EARLY_SIGTERM.clear()
-        if self._multi:
-            self._local, self.requested = self.requested, False
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread (e.g. some test runners)
-            self._previous = None
-        return self
-
-    def _handle(self, *_):
-        if self._multi:
-            self._local = True
-        else:
-            self.requested = True
-
-    def agree(self, step: int, every: int = 10):
-        """Multi-host: SIGTERM reaches the hosts at different steps, and one host checkpointing while another
-        trains would deadlock both; every `every` steps they decide together and stop at the same step."""
-        if self._multi and not self.requested and step % every == 0:
-            from jax.experimental import multihost_utils
-
-            self.requested = bool(np.max(multihost_utils.process_allgather(np.int32(self._local))))
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _compute_dtype(config):
@@ -162,7 +107,7 @@ class Phase:
     # ---- training --------------------------------------------------------------------------------------------
     def build_train_step(self, steps_per_epoch: int, total_steps: int):
         """(jitted train step, replicated initial state, replicated frozen variables): exactly what `train` runs;
-        `kdjax.bench` times it on synthetic batches."""
+        `kdjax.tools.bench` times it on synthetic batches."""
         tx, schedule = build_optimizer(self.config.optim, steps_per_epoch, total_steps)
         state, frozen = self.initial_state(tx)
         par = self.parallel
@@ -219,7 +164,7 @@ class Phase:
         stop_after = int(tcfg.get("stop_after_steps", 0) or 0)
         step = start
         try:
-            with _Preemption() as preempt:
+            with Preemption() as preempt:
                 while step < pipe.total_steps:
                     t0 = time.perf_counter()
                     batch = next(data_iter)
@@ -236,7 +181,7 @@ class Phase:
                         runlog.scalars(step, self._with_counters(jax.device_get(metrics), state, pipe))
                         runlog.advance(step)
                     if step % eval_every == 0 or last:
-                        last_eval = evaluate(par, eval_step, state.params, state.batch_stats, frozen,
+                        last_eval = evaluate_split(par, eval_step, state.params, state.batch_stats, frozen,
                                              self.test_source, batch_size=int(tcfg.eval_batch_size))
                         runlog.scalars(step, {k: v for k, v in last_eval.items() if k != "count"}, kind="eval")
                     if stop_after and step - start >= stop_after and not last:
@@ -257,7 +202,7 @@ class Phase:
                 data_iter.close()
         elapsed = time.perf_counter() - loop_start
         if last_eval is None:
-            last_eval = evaluate(par, eval_step, state.params, state.batch_stats, frozen, self.test_source,
+            last_eval = evaluate_split(par, eval_step, state.params, state.batch_stats, frozen, self.test_source,
                                  batch_size=int(tcfg.eval_batch_size))
         self.export(export_dir, state, frozen)  # every process: gathers FSDP shards; process 0 writes
         steps_run = pipe.total_steps - start
@@ -325,7 +270,7 @@ class Phase:
 
     def evaluate(self, state, frozen) -> dict:
         eval_step = self._jit_eval_step(state, frozen)
-        return evaluate(self.parallel, eval_step, state.params, state.batch_stats, frozen, self.test_source,
+        return evaluate_split(self.parallel, eval_step, state.params, state.batch_stats, frozen, self.test_source,
                         batch_size=int(self.config.train.eval_batch_size))
 
     # ---- export ----------------------------------------------------------------------------------------------
@@ -346,3 +291,19 @@ class Phase:
         spec = export_lib.make_spec(sub.arch, kwargs, self.num_classes, self.info.image_shape, self.mean, self.std,
                                     self.info.label_names, model_name=name, dataset=self.config.data.name)
         export_lib.save_export(export_dir, variables, spec)
+
+
+def evaluate_split(parallel, eval_step, params, batch_stats, frozen, source, *, batch_size: int, limit: int = 0) -> dict:
+    """Top-1 / top-5 / mean CE of every sub-model over a whole split (PaddleClas tools/eval.py):
+    {"<model>/top1": fraction, "<model>/top5": ..., "<model>/loss": mean CE, "count": n}."""
+    batch_size = max(parallel.data_size, batch_size - batch_size % parallel.data_size)
+    totals = None
+    for local in eval_batches(source, global_batch=batch_size, process_index=jax.process_index(),
+                              process_count=jax.process_count(), limit=limit):
+        sums = eval_step(params, batch_stats, frozen, parallel.put_batch(local))
+        totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+    totals = {k: float(np.asarray(v)) for k, v in jax.device_get(totals).items()}
+    count = max(totals.pop("count"), 1.0)
+    out = {k: v / count for k, v in totals.items()}
+    out["count"] = int(count)
+    return out

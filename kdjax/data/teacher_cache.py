@@ -1,4 +1,4 @@
-"""Offline distillation: a frozen teacher's logits precomputed once (`python -m kdjax.cache_teacher`) and read
+"""Offline distillation: a frozen teacher's logits precomputed once (`python -m kdjax.tools.cache_teacher`) and read
 during training (`config.teacher_cache=DIR`) instead of running the teacher.
 
 Layout of a cache directory (plain .npy files, memory-mapped for reading; chosen over ArrayRecord because rows
@@ -64,7 +64,7 @@ def read_manifest(directory: str, field: str = "teacher_cache") -> dict:
     path = os.path.join(os.path.expanduser(directory), MANIFEST)
     if not os.path.isfile(path):
         raise ConfigError(field, f"{directory!r} holds no {MANIFEST}: it is not a teacher cache; write one with "
-                                 f"`python -m kdjax.cache_teacher --config=... --output={directory}`")
+                                 f"`python -m kdjax.tools.cache_teacher --config=... --output={directory}`")
     with open(path) as f:
         manifest = json.load(f)
     if manifest.get("format") != FORMAT or int(manifest.get("version", 0)) > VERSION:
@@ -115,7 +115,7 @@ def check(config) -> Optional[str]:
         diff = sorted(k for k in wanted if wanted[k] != (manifest.get("data") or {}).get(k))
         raise ConfigError(f"data.{diff[0]}" if diff else "teacher_cache",
                           f"the cache in {directory} was computed on other data (differs in: {', '.join(diff)}); "
-                          f"rebuild it with python -m kdjax.cache_teacher")
+                          f"rebuild it with python -m kdjax.tools.cache_teacher")
     if config.get("precision", "float32") != manifest.get("precision", "float32"):
         raise ConfigError("precision", f"{config.precision!r}, but the cache was computed in "
                                        f"{manifest.get('precision')!r}; rebuild it or match the precision")
@@ -163,7 +163,7 @@ class TeacherCache:
                                                f"has {len(source)} records; rebuild the cache")
         if fingerprint(source) != self.manifest.get("fingerprint"):
             raise ConfigError("teacher_cache", f"{self.directory} was computed on other images than this training "
-                                               f"split; rebuild it with python -m kdjax.cache_teacher")
+                                               f"split; rebuild it with python -m kdjax.tools.cache_teacher")
 
     def logits(self, index) -> np.ndarray:
         """float32 [len(index), num_classes] (top-k caches: rebuilt, the rest of the mass spread evenly)."""
@@ -182,7 +182,7 @@ class TeacherCache:
         index = np.asarray(batch["index"] if keep_index else batch.pop("index"), np.int64)
         if not np.array_equal(self.labels[index], batch["label"]):
             raise ConfigError("teacher_cache", f"the labels in {self.directory} differ from the training data's; "
-                                               f"rebuild the cache with python -m kdjax.cache_teacher")
+                                               f"rebuild the cache with python -m kdjax.tools.cache_teacher")
         batch[key] = self.logits(index)
         return batch
 

@@ -1,4 +1,4 @@
-"""Check kdjax's losses against golden vectors made by the reference code: `python -m kdjax.verify_golden DIR`.
+"""Check kdjax's losses against golden vectors made by the reference code: `python -m kdjax.tools.verify_golden DIR`.
 
 Everything is read from DIR/manifest.json and the npz files: the loss family from each case's `loss`,
 hyper-parameters, input names and layouts (NCHW maps -> NHWC, OIHW conv weights -> HWIO), and which
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import kdjax.losses as L
-from kdjax.losses.paddleclas import from_paddleclas
+from kdjax.config.paddleclas import from_paddleclas
 
 NOT_COMPARED = ("loss_f64",)  # the reference run in float64; kdjax computes in float32
 
@@ -402,13 +402,14 @@ def verify(directory: str, select: str = "", echo: Callable[[str], None] = lambd
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kdjax.tools.verify_golden", description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", help="folder with manifest.json and the .npz golden files")
     parser.add_argument("-k", "--select", default="", help="only cases whose name contains this text")
     args = parser.parse_args(argv)
     if not os.path.isfile(os.path.join(args.directory, "manifest.json")):
-        print(f"{args.directory}: no manifest.json there", file=sys.stderr)
-        return 2
+        from kdjax.cli.run import fail
+
+        fail("kdjax.tools.verify_golden", f"{args.directory}: no manifest.json there")
     results = verify(args.directory, args.select, echo=lambda line: print(line, flush=True))
     failed = sum(not r.passed for r in results)
     print(f"{len(results) - failed} passed, {failed} failed")

@@ -6,7 +6,7 @@ method says otherwise), 224×224, read from a TFDS `imagenet2012` directory or a
 150/180/210, weight decay 5e-4).
 """
 
-from kdjax.config_defaults import model_entry
+from kdjax.config.defaults import model_entry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

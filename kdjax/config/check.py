@@ -117,7 +117,7 @@ def _check_losses(config):
 def check_inits(config, num_classes: int):
     """Every configured `init` (other than 'train') exists and holds this arch with this many classes, read from
     its spec.json only (`num_classes`: what the models get from the data unless their kwargs say otherwise)."""
-    from kdjax.init_weights import check_init_path
+    from kdjax.weights.init import check_init_path
 
     for name, m in config.models.items():
         if m.get("init") and m.init != TRAIN_FIRST:

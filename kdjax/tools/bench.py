@@ -1,4 +1,4 @@
-"""Times kdjax's real train step: `python -m kdjax.bench --config=configs/dkd.py:cifar100 --batch=64 --steps=20`.
+"""Times kdjax's real train step: `python -m kdjax.tools.bench --config=configs/dkd.py:cifar100 --batch=64 --steps=20`.
 
 The step is built exactly as training builds it (`Phase.build_train_step`: same DistillationModel, losses,
 optimizer, shardings, jit signature and donation, compiled on the first call) and run on one synthetic batch that
@@ -14,7 +14,7 @@ After compiling and warming up it prints `ready`, then reads commands from stdin
 prints its wall and CPU seconds; `done` prints the JSON line (over the served steps) and exits.
 """
 
-import kdjax.xla_flags  # noqa: F401  (must come before jax)
+import kdjax.runtime.xla_flags  # noqa: F401  (must come before jax)
 
 import json
 import os
@@ -24,18 +24,17 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags
-from ml_collections import config_flags
+from kdjax.cli import flags as cli_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/dkd.py:cifar100", "Config file[:preset].",
+_CONFIG = cli_flags.DEFINE_config_file("config", "configs/dkd.py:cifar100", "Config file[:preset].",
                                           lock_config=False)
-_BATCH = flags.DEFINE_integer("batch", 0, "Global batch size; 0: the config's train.batch_size.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps.")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after the first (compiling) one.")
-_IMAGE_SHAPE = flags.DEFINE_list("image_shape", None, "H,W,C of the synthetic images; default from the dataset "
+_BATCH = cli_flags.DEFINE_integer("batch", 0, "Global batch size; 0: the config's train.batch_size.")
+_STEPS = cli_flags.DEFINE_integer("steps", 20, "Timed steps.")
+_WARMUP = cli_flags.DEFINE_integer("warmup", 2, "Untimed steps after the first (compiling) one.")
+_IMAGE_SHAPE = cli_flags.DEFINE_list("image_shape", None, "H,W,C of the synthetic images; default from the dataset "
                                                       "(fashion_mnist 28,28,1; cifar 32,32,3; else image_size).")
-_NUM_CLASSES = flags.DEFINE_integer("num_classes", 0, "Classes; default config.data.num_classes or 10.")
-_SERVE = flags.DEFINE_bool("serve", False, "Run steps on command from stdin (benchmarks/lockstep.py).")
+_NUM_CLASSES = cli_flags.DEFINE_integer("num_classes", 0, "Classes; default config.data.num_classes or 10.")
+_SERVE = cli_flags.DEFINE_bool("serve", False, "Run steps on command from stdin (benchmarks/lockstep.py).")
 
 _KNOWN_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1), "cifar10": (32, 32, 3), "cifar100": (32, 32, 3)}
 
@@ -66,7 +65,7 @@ class StepBench:
         import numpy as np
 
         from kdjax.data.sources import DatasetInfo
-        from kdjax.phase import Phase
+        from kdjax.trainer import Phase
 
         with config.unlocked():
             if batch:
@@ -149,22 +148,28 @@ def serve(config, *, batch: int = 0, warmup: int = 2, image_shape=None, num_clas
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from kdjax.errors import KdjaxError
+        from kdjax.errors import KdjaxError
+
+        raise KdjaxError(f"unexpected arguments: {argv[1:]}")
 
     name = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), "configs/dkd.py:cifar100")
     kwargs = dict(batch=_BATCH.value, warmup=_WARMUP.value, image_shape=_IMAGE_SHAPE.value,
                   num_classes=_NUM_CLASSES.value, config_name=name)
-    try:
-        if _SERVE.value:
-            serve(_CONFIG.value, **kwargs)
-            return
-        result = run(_CONFIG.value, steps=_STEPS.value, **kwargs)
-    except KdjaxError as e:
-        print(f"kdjax.bench: error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    if _SERVE.value:
+        serve(_CONFIG.value, **kwargs)
+        return
+    result = run(_CONFIG.value, steps=_STEPS.value, **kwargs)
     print(json.dumps(result), flush=True)
 
 
+FLAG_NAMES = ('config', 'batch', 'steps', 'warmup', 'image_shape', 'num_classes', 'serve')
+
+
+def cli():
+    from kdjax.cli.run import run_command
+
+    run_command(main, prog="kdjax.tools.bench", module="kdjax.tools.bench", doc=__doc__, flag_names=FLAG_NAMES)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -1,18 +1,17 @@
-"""`python -m kdjax.serving --export_dir=DIR --out=FILE`: the exported model as a serialized `jax.export` artifact.
+"""`python -m kdjax.export --format=stablehlo --export_dir=DIR [--out=FILE]`: the exported model as a serialized
+`jax.export` artifact.
 
 The artifact is StableHLO with the parameters baked in and the batch dimension symbolic; it takes uint8 NHWC
-images and returns logits (normalisation included), so `kdjax/serving_loader.py` — plain JAX + numpy, none of
+images and returns logits (normalisation included), so `kdjax/serving/loader.py` — plain JAX + numpy, none of
 kdjax's model code — can run it anywhere JAX runs. A `FILE.json` beside it carries the input size and labels.
 """
 
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
-from kdjax import cli_flags  # noqa: E402
-from absl import app
+from kdjax.cli import flags as cli_flags  # noqa: E402
 
 _EXPORT = cli_flags.DEFINE_string("export_dir", None, "kdjax export directory (WORKDIR/export).")
 _OUT = cli_flags.DEFINE_string("out", None, "Artifact path (default: EXPORT_DIR/model.jax_exported).")
@@ -22,8 +21,8 @@ _FORMAT = cli_flags.DEFINE_enum("format", "stablehlo", ["stablehlo"], "Serving f
 def export_stablehlo(export_dir: str, out_path: str = None, platforms=("cpu",)) -> str:
     from jax import export as jax_export
 
-    from kdjax.distill_model import normalize
-    from kdjax.export import build_from_spec, load_export
+    from kdjax.models.distillation import normalize
+    from kdjax.weights.export_dir import build_from_spec, load_export
 
     variables, spec = load_export(export_dir)
     model = build_from_spec(spec)
@@ -50,15 +49,20 @@ def main(argv):
     del argv
     from kdjax.errors import KdjaxError
 
-    try:
-        if not _EXPORT.value:
-            raise KdjaxError("--export_dir is required")
-        path = export_stablehlo(_EXPORT.value, _OUT.value)
-        print(f"wrote {path} (+ .json); run it with: python kdjax/serving_loader.py {path} IMAGES...")
-    except KdjaxError as e:
-        print(f"kdjax.serving: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    if not _EXPORT.value:
+        raise KdjaxError("--export_dir is required")
+    path = export_stablehlo(_EXPORT.value, _OUT.value)
+    print(f"wrote {path} (+ .json); run it with: python kdjax/serving/loader.py {path} IMAGES...")
+
+
+FLAG_NAMES = ('export_dir', 'out', 'format')
+
+
+def cli():
+    from kdjax.cli.run import run_command
+
+    run_command(main, prog="kdjax.export", module="kdjax.export", doc=__doc__, flag_names=FLAG_NAMES)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -1,6 +1,6 @@
 """Precompute a frozen teacher's logits for the training split once (offline distillation).
 
-    python -m kdjax.cache_teacher --config=configs/kd.py --output=/data/kd_teacher_cache \
+    python -m kdjax.tools.cache_teacher --config=configs/kd.py --output=/data/kd_teacher_cache \
         [--model=Teacher] [--top_k=0] [--workdir=DIR] [--batch_size=N] [--config.data.train_limit=...]
 
 then train without running the teacher:
@@ -14,22 +14,20 @@ checkpoint, .pdparams/.pth), or, for init='train', from WORKDIR/pretrain/<name>/
 train_limit, resize and bad-image substitution) and run through the teacher in inference mode in the config's
 precision, data-parallel over the local devices. --top_k=K > 0 stores only the K largest logits per image (plus
 their logsumexp): much smaller for 1000 classes, approximate (the rest of the probability mass is spread evenly).
-The file format is described in kdjax/teacher_cache.py. One process; it uses every local device.
+The file format is described in kdjax/data/teacher_cache.py. One process; it uses every local device.
 """
 
-import kdjax.xla_flags  # noqa: F401  (kdjax's XLA flags, as kdjax.main: before JAX starts)
+import kdjax.runtime.xla_flags  # noqa: F401  (kdjax's XLA flags, as kdjax.main: before JAX starts)
 
 import dataclasses
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from kdjax import cli_flags  # noqa: E402
-from absl import app
+from kdjax.cli import flags as cli_flags  # noqa: E402
 
 _CONFIG = cli_flags.DEFINE_config_file("config", None, "The training config whose teacher and data to use.",
                                           lock_config=False)
@@ -63,19 +61,19 @@ def build_cache(config, output: str, *, model: str = None, top_k: int = 0, workd
     import jax.numpy as jnp
     import numpy as np
 
-    from kdjax import teacher_cache as tc
+    from kdjax.data import teacher_cache as tc
     from kdjax.data.badimages import SubstituteBadImages
     from kdjax.data.options import resizes_records
     from kdjax.data.transforms import EvalRecordTransform
     from kdjax.data.sources import open_source
-    from kdjax.distill_model import build_submodels, normalize
+    from kdjax.models.distillation import build_submodels, normalize
     from kdjax.errors import ConfigError
-    from kdjax.init_weights import check_variables_match, load_init
-    from kdjax.parallel import make_parallel
+    from kdjax.weights.init import check_variables_match, load_init
+    from kdjax.runtime.mesh import make_parallel
     from kdjax.steps import cast_floats
 
     if jax.process_count() > 1:
-        raise ConfigError("", "run kdjax.cache_teacher as one process (it uses every local device)")
+        raise ConfigError("", "run kdjax.tools.cache_teacher as one process (it uses every local device)")
     output = os.path.abspath(os.path.expanduser(output))
     if os.path.exists(output) and not overwrite:
         raise ConfigError("", f"--output: {output} exists; pass --overwrite to replace it")
@@ -189,19 +187,15 @@ def main(argv):
     del argv
     from absl import logging as absl_logging
 
-    from kdjax.errors import ConfigError, KdjaxError
+    from kdjax.errors import ConfigError
 
     absl_logging.set_verbosity(absl_logging.WARNING)
-    try:
-        if _CONFIG.value is None:
-            raise ConfigError("", "no --config given; e.g. --config=configs/kd.py")
-        if not _OUTPUT.value:
-            raise ConfigError("", "no --output directory given")
-        manifest = build_cache(_CONFIG.value, _OUTPUT.value, model=_MODEL.value, top_k=_TOP_K.value,
-                               workdir=_WORKDIR.value, batch_size=_BATCH.value, overwrite=_OVERWRITE.value)
-    except KdjaxError as e:
-        print(f"kdjax: error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    if _CONFIG.value is None:
+        raise ConfigError("", "no --config given; e.g. --config=configs/kd.py")
+    if not _OUTPUT.value:
+        raise ConfigError("", "no --output directory given")
+    manifest = build_cache(_CONFIG.value, _OUTPUT.value, model=_MODEL.value, top_k=_TOP_K.value,
+                           workdir=_WORKDIR.value, batch_size=_BATCH.value, overwrite=_OVERWRITE.value)
     what = f"top-{manifest['top_k']} logits" if manifest["top_k"] else "logits"
     print(f"Cached {manifest['model']} ({manifest['arch']}) {what} for {manifest['count']} training images in "
           f"{manifest['seconds']:.1f}s → {os.path.abspath(_OUTPUT.value)}\n"
@@ -209,5 +203,14 @@ def main(argv):
           flush=True)
 
 
+FLAG_NAMES = ('config', 'output', 'model', 'top_k', 'workdir', 'batch_size', 'overwrite')
+
+
+def cli():
+    from kdjax.cli.run import run_command
+
+    run_command(main, prog="kdjax.tools.cache_teacher", module="kdjax.tools.cache_teacher", doc=__doc__, flag_names=FLAG_NAMES)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()
