@@ -23,7 +23,7 @@ from kdjax.errors import KdjaxError, nonfinite_message
 from kdjax.runtime.host_memory import compile_then_release, release_host_memory
 from kdjax.weights.init import check_variables_match, load_init
 from kdjax.losses import build_losses
-from kdjax.losses.crd import IndexedRecords
+from kdjax.data.indexed import IndexedRecords
 from kdjax.steps import build_optimizer
 from kdjax.runtime.mesh import make_parallel
 from kdjax.runtime.preemption import Preemption
@@ -130,7 +130,7 @@ class Phase:
         train_source = self.train_source
         if self.cache is not None:
             self.cache.check_source(train_source)
-            train_source = teacher_cache.IndexedSource(train_source)
+            train_source = IndexedRecords(train_source, needed_by="teacher_cache")
         if self.losses.needs_index:  # batches carry "index" (CRD)
             train_source = IndexedRecords(train_source)
         pipe = train_pipeline(train_source, global_batch=tcfg.batch_size, epochs=tcfg.epochs,

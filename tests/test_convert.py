@@ -167,9 +167,10 @@ def test_missing_file_is_a_clear_error(tmp_path, capsys):
     missing = str(tmp_path / "nope.pdparams")
     with pytest.raises(CheckpointError, match="does not exist"):
         pretrained.load_pretrained(missing, "ResNet18")
-    rc = convert.main(["--from", "paddle", "--arch", "ResNet18", missing, "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exit_info:
+        convert.main(["--from", "paddle", "--arch", "ResNet18", missing, "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert rc == 2 and "does not exist" in err and not (tmp_path / "out").exists()
+    assert exit_info.value.code == 2 and "does not exist" in err and not (tmp_path / "out").exists()
 
 
 def test_unknown_arch_and_garbage_file(tmp_path):

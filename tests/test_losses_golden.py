@@ -73,5 +73,7 @@ def test_main_passes_on_good_cases(tmp_path, capsys):
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"{len(names)} passed, 0 failed"
 
 
-def test_missing_manifest_is_an_error(tmp_path):
-    assert verify_golden.main([str(tmp_path)]) == 2
+def test_missing_manifest_is_an_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        verify_golden.main([str(tmp_path)])
+    assert exit_info.value.code == 2 and "no manifest.json" in capsys.readouterr().err

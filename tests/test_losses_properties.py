@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import kdjax.losses as L
+from kdjax.losses import afd, dist, distance, dkd, dml, feature_ops, gt_ce, kd, mgd, rkd, soft_ce, wsl
 from kdjax.errors import ConfigError
 
 RNG = np.random.RandomState(1234)
@@ -172,20 +173,20 @@ def fd_grad(f, x, h=1e-6):
 def test_cross_entropy_matches_numpy(eps, reduction):
     x, y = logits(6, 7), RNG.randint(0, 7, 6)
     ref_eps = eps if eps is not None and 0 < eps < 1 else None  # outside (0, 1): no smoothing
-    close(L.cross_entropy(x, y, eps, reduction), np_ce(x, y, ref_eps, reduction))
-    close(L.cross_entropy(x, y[:, None], eps, reduction), np_ce(x, y, ref_eps, reduction))  # [N, 1] labels
+    close(gt_ce.cross_entropy(x, y, eps, reduction), np_ce(x, y, ref_eps, reduction))
+    close(gt_ce.cross_entropy(x, y[:, None], eps, reduction), np_ce(x, y, ref_eps, reduction))  # [N, 1] labels
 
 
 def test_logit_pair_losses_match_numpy_with_gradients():
     s, t, y = logits(5, 6), logits(5, 6), RNG.randint(0, 6, 5)
     cases = [
-        (lambda a, b: L.soft_ce_loss(a, b), lambda a: -(np_softmax(t) * np_log_softmax(a)).sum(1).mean()),
-        (lambda a, b: L.kl_div_loss(a, b, 3.0), lambda a: np_kd(a, t, 3.0)),
-        (lambda a, b: L.dml_loss(a, b), lambda a: np_dml(a, t)),
-        (lambda a, b: L.dml_loss(a, b, "sigmoid", True), lambda a: np_dml(a, t, "sigmoid", True)),
-        (lambda a, b: L.dkd_loss(a, b, y, 2.0, 0.7, 3.0), lambda a: np_dkd(a, t, y, 2.0, 0.7, 3.0)),
-        (lambda a, b: L.dist_loss(a, b, 1.5, 0.5), lambda a: np_dist(a, t, 1.5, 0.5)),
-        (lambda a, b: L.wsl_loss(a, b, y, 3.0), lambda a: np_wsl(a, t, y, 3.0, s_weight=s)),  # w is detached
+        (lambda a, b: soft_ce.soft_ce_loss(a, b), lambda a: -(np_softmax(t) * np_log_softmax(a)).sum(1).mean()),
+        (lambda a, b: kd.kl_div_loss(a, b, 3.0), lambda a: np_kd(a, t, 3.0)),
+        (lambda a, b: dml.dml_loss(a, b), lambda a: np_dml(a, t)),
+        (lambda a, b: dml.dml_loss(a, b, "sigmoid", True), lambda a: np_dml(a, t, "sigmoid", True)),
+        (lambda a, b: dkd.dkd_loss(a, b, y, 2.0, 0.7, 3.0), lambda a: np_dkd(a, t, y, 2.0, 0.7, 3.0)),
+        (lambda a, b: dist.dist_loss(a, b, 1.5, 0.5), lambda a: np_dist(a, t, 1.5, 0.5)),
+        (lambda a, b: wsl.wsl_loss(a, b, y, 3.0), lambda a: np_wsl(a, t, y, 3.0, s_weight=s)),  # w is detached
     ]
     value_grads = jax.jit(lambda a, b: [jax.value_and_grad(f)(a, b) for f, _ in cases])(s, t)  # one compile
     for i, ((_, np_fn), (value, grad)) in enumerate(zip(cases, value_grads)):
@@ -197,16 +198,16 @@ def test_dml_probability_inputs_and_dkd_teacher_argmax():
     p = np_softmax(logits(4, 5)).astype(np.float32)
     p[0, 1] = 0.0
     q = np_softmax(logits(4, 5)).astype(np.float32)
-    close(L.dml_loss(p, q, act=None), np_dml(p, q, None), rtol=2e-5)
+    close(dml.dml_loss(p, q, act=None), np_dml(p, q, None), rtol=2e-5)
     s, t = logits(4, 5), logits(4, 5)
-    close(L.dkd_loss(s, t, None, 1.0, 1.0, 1.0), np_dkd(s, t, t.argmax(1), 1.0, 1.0, 1.0), rtol=2e-5)
-    close(L.wsl_loss(s, t, None, 2.0), np_wsl(s, t, t.argmax(1), 2.0), rtol=2e-5)
+    close(dkd.dkd_loss(s, t, None, 1.0, 1.0, 1.0), np_dkd(s, t, t.argmax(1), 1.0, 1.0, 1.0), rtol=2e-5)
+    close(wsl.wsl_loss(s, t, None, 2.0), np_wsl(s, t, t.argmax(1), 2.0), rtol=2e-5)
 
 
 def test_teacher_side_gets_no_gradient_in_paddleclas_semantics():
     s, t, y = logits(3, 4), logits(3, 4), np.array([0, 1, 2])
-    fns = (L.soft_ce_loss, lambda a, b: L.kl_div_loss(a, b, 2.0), lambda a, b: L.dkd_loss(a, b, y),
-           lambda a, b: L.kl_div_loss(a, b, 2.0, teacher_grad=True))
+    fns = (soft_ce.soft_ce_loss, lambda a, b: kd.kl_div_loss(a, b, 2.0), lambda a, b: dkd.dkd_loss(a, b, y),
+           lambda a, b: kd.kl_div_loss(a, b, 2.0, teacher_grad=True))
     *detached, g = jax.jit(lambda a, b: [jax.grad(f, argnums=1)(a, b) for f in fns])(s, t)
     assert not any(np.any(np.asarray(d)) for d in detached)
     close(g, fd_grad(lambda b: np_kd(s, b, 2.0), t), rtol=1e-3, atol=1e-5)
@@ -220,20 +221,20 @@ def test_distance_matches_numpy_nchw(mode, act):
          "sigmoid": lambda z: 1 / (1 + np.exp(-z))}[act]
     z = f(np.float64(x)) - f(np.float64(y))
     ref = {"l1": np.abs(z), "l2": z * z, "smooth_l1": np_smooth_l1(z)}[mode].mean()
-    close(L.distance_loss(to_nhwc(x), to_nhwc(y), mode, act), ref)
+    close(distance.distance_loss(to_nhwc(x), to_nhwc(y), mode, act), ref)
 
 
 @pytest.mark.parametrize("size", [None, 1, 2, 3])
 def test_rkd_matches_numpy_with_nchw_flattening(size):
     s, t = nchw(5, 3, 5, 7), nchw(5, 3, 5, 7)
-    close(L.rkd_angle_loss(to_nhwc(s), to_nhwc(t), size), np_rkd_angle(s, t, size), rtol=1e-4)
-    close(L.rkd_distance_loss(to_nhwc(s), to_nhwc(t), size), np_rkd_distance(s, t, size), rtol=1e-4)
+    close(rkd.rkd_angle_loss(to_nhwc(s), to_nhwc(t), size), np_rkd_angle(s, t, size), rtol=1e-4)
+    close(rkd.rkd_distance_loss(to_nhwc(s), to_nhwc(t), size), np_rkd_distance(s, t, size), rtol=1e-4)
 
 
 def test_rkd_duplicate_rows_stay_finite():
     e, t = RNG.randn(5, 9).astype(np.float32), RNG.randn(5, 9).astype(np.float32)
     e[1] = e[0]
-    for fn, ref in ((L.rkd_angle_loss, np_rkd_angle), (L.rkd_distance_loss, np_rkd_distance)):
+    for fn, ref in ((rkd.rkd_angle_loss, np_rkd_angle), (rkd.rkd_distance_loss, np_rkd_distance)):
         value, grad = jax.jit(jax.value_and_grad(fn), static_argnums=2)(e, t, None)
         close(value, ref(e, t), rtol=1e-4)
         assert np.all(np.isfinite(np.asarray(grad)))
@@ -242,7 +243,7 @@ def test_rkd_duplicate_rows_stay_finite():
 def test_adaptive_pool_uneven_bins():
     x = nchw(2, 3, 5, 7)
     for k in (2, 3, 4):
-        close(L.adaptive_avg_pool(to_nhwc(x), k), to_nhwc(np_pool_nchw(np.float64(x), k)))
+        close(feature_ops.adaptive_avg_pool(to_nhwc(x), k), to_nhwc(np_pool_nchw(np.float64(x), k)))
 
 
 def test_mgd_matches_numpy_with_injected_params_and_mask():
@@ -251,8 +252,8 @@ def test_mgd_matches_numpy_with_injected_params_and_mask():
 
     @jax.jit
     def init_and_run(rng):  # one compilation
-        params = L.mgd_init(rng, s, t)
-        return params, L.mgd_loss(params, s, t, alpha_mgd=1.5, lambda_mgd=0.4, mask_uniform=u)
+        params = mgd.mgd_init(rng, s, t)
+        return params, mgd.mgd_loss(params, s, t, alpha_mgd=1.5, lambda_mgd=0.4, mask_uniform=u)
 
     params, value = init_and_run(jax.random.key(3))
     params = jax.tree.map(np.asarray, params)
@@ -262,9 +263,9 @@ def test_mgd_matches_numpy_with_injected_params_and_mask():
     x = np.maximum(np_conv_same(x, params["generation_0"]["kernel"], params["generation_0"]["bias"]), 0)
     x = np_conv_same(x, params["generation_2"]["kernel"], params["generation_2"]["bias"])
     close(value, 1.5 * ((x - t) ** 2).mean())
-    same = jax.eval_shape(L.mgd_init, jax.random.key(3), t, t)
+    same = jax.eval_shape(mgd.mgd_init, jax.random.key(3), t, t)
     assert "align" not in same  # the align conv exists only when channel counts differ
-    assert not np.any(np.asarray(L.mgd_mask(u, 0.0)) == 0) and not np.any(np.asarray(L.mgd_mask(u, 1.0)))
+    assert not np.any(np.asarray(mgd.mgd_mask(u, 0.0)) == 0) and not np.any(np.asarray(mgd.mgd_mask(u, 1.0)))
 
 
 def test_afd_attention_and_heads_match_numpy():
@@ -272,13 +273,13 @@ def test_afd_attention_and_heads_match_numpy():
     s_feats = [RNG.randn(b, 4, 4, 3).astype(np.float32), RNG.randn(b, 2, 2, 5).astype(np.float32)]
     t_feats = [RNG.randn(b, 4, 4, 2).astype(np.float32), RNG.randn(b, 4, 4, 2).astype(np.float32),
                RNG.randn(b, 3, 3, 4).astype(np.float32)]
-    n_t, uniq = L.unique_shapes([(f.shape[3], f.shape[1], f.shape[2]) for f in t_feats])
+    n_t, uniq = afd.unique_shapes([(f.shape[3], f.shape[1], f.shape[2]) for f in t_feats])
     assert n_t == [0, 0, 1] and uniq == [(2, 4, 4), (4, 3, 3)]
 
     @jax.jit
     def init_and_run(rng):  # one compilation for init, loss and gradient
-        params = L.afd_init(rng, s_feats, t_feats, q)
-        return params, jax.value_and_grad(lambda p: L.afd_loss(p, s_feats, t_feats, q), has_aux=True)(params)
+        params = afd.afd_init(rng, s_feats, t_feats, q)
+        return params, jax.value_and_grad(lambda p: afd.afd_loss(p, s_feats, t_feats, q), has_aux=True)(params)
 
     params, ((total, per), grads) = init_and_run(jax.random.key(0))
     params = jax.tree.map(np.asarray, params)
@@ -307,16 +308,16 @@ def test_afd_attention_and_heads_match_numpy():
 # --- numerics: C = 2, saturated logits, bf16 ----------------------------------------------------------
 
 LOGIT_LOSSES = {
-    "soft_ce": lambda s, t, y: L.soft_ce_loss(s, t),
-    "kd": lambda s, t, y: L.kl_div_loss(s, t, 1.0),
-    "kd_teacher_grad": lambda s, t, y: L.kl_div_loss(s, t, 4.0, teacher_grad=True),
-    "dml": lambda s, t, y: L.dml_loss(s, t),
-    "dml_sigmoid": lambda s, t, y: L.dml_loss(s, t, "sigmoid"),
-    "dkd": lambda s, t, y: L.dkd_loss(s, t, y, 1.0, 1.0, 8.0),
-    "dkd_T4": lambda s, t, y: L.dkd_loss(s, t, y, 4.0, 1.0, 8.0, teacher_grad=True),
-    "dist": lambda s, t, y: L.dist_loss(s, t),
-    "wsl": lambda s, t, y: L.wsl_loss(s, t, y, 2.0),
-    "gt_ce": lambda s, t, y: L.cross_entropy(s, y, 0.1),
+    "soft_ce": lambda s, t, y: soft_ce.soft_ce_loss(s, t),
+    "kd": lambda s, t, y: kd.kl_div_loss(s, t, 1.0),
+    "kd_teacher_grad": lambda s, t, y: kd.kl_div_loss(s, t, 4.0, teacher_grad=True),
+    "dml": lambda s, t, y: dml.dml_loss(s, t),
+    "dml_sigmoid": lambda s, t, y: dml.dml_loss(s, t, "sigmoid"),
+    "dkd": lambda s, t, y: dkd.dkd_loss(s, t, y, 1.0, 1.0, 8.0),
+    "dkd_T4": lambda s, t, y: dkd.dkd_loss(s, t, y, 4.0, 1.0, 8.0, teacher_grad=True),
+    "dist": lambda s, t, y: dist.dist_loss(s, t),
+    "wsl": lambda s, t, y: wsl.wsl_loss(s, t, y, 2.0),
+    "gt_ce": lambda s, t, y: gt_ce.cross_entropy(s, y, 0.1),
 }
 
 
@@ -346,10 +347,10 @@ def test_saturated_logits_stay_finite(scale):
 
 def test_dkd_with_two_classes():
     s, t, y = logits(5, 2, 5.0), logits(5, 2, 5.0), np.array([0, 1, 1, 0, 1])
-    value = _finite_value_and_grads(lambda a, b, c: L.dkd_loss(a, b, c, 4.0, 1.0, 8.0), s, t, y)
+    value = _finite_value_and_grads(lambda a, b, c: dkd.dkd_loss(a, b, c, 4.0, 1.0, 8.0), s, t, y)
     close(value, np_dkd(s, t, y, 4.0, 1.0, 8.0), rtol=1e-5)
     sat = np.array([[30.0, -30.0], [-30.0, 30.0]], np.float32)
-    _finite_value_and_grads(lambda a, b, c: L.dkd_loss(a, b, c), sat, sat[::-1], np.array([0, 0]))
+    _finite_value_and_grads(lambda a, b, c: dkd.dkd_loss(a, b, c), sat, sat[::-1], np.array([0, 0]))
 
 
 def test_bf16_inputs_give_float32_losses():
@@ -364,7 +365,7 @@ def test_bf16_inputs_give_float32_losses():
         close(value, float(upcast[name][0]), rtol=1e-6, err_msg=name)  # float32 math after the cast
         close(value, float(full[name][0]), rtol=5e-2, atol=1e-2, err_msg=name)
     fb = jax.ShapeDtypeStruct((3, 4, 4, 5), jnp.bfloat16)
-    for fn in (L.distance_loss, lambda x, y: L.rkd_angle_loss(x, y, 2), lambda x, y: L.rkd_distance_loss(x, y)):
+    for fn in (distance.distance_loss, lambda x, y: rkd.rkd_angle_loss(x, y, 2), lambda x, y: rkd.rkd_distance_loss(x, y)):
         assert jax.eval_shape(fn, fb, fb).dtype == jnp.float32
 
 
@@ -374,8 +375,8 @@ def test_label_mask_semantics():
     s, t = logits(6, 5), logits(6, 5)
     y = np.array([1, 4, -1, 0, -1, 2])  # unlabeled rows carry -1
     mask = y >= 0
-    close(L.cross_entropy(s, y, label_mask=mask), np_ce(s[mask], y[mask]), rtol=2e-6)
-    close(L.cross_entropy(s, y, 0.1, "sum", label_mask=mask), np_ce(s[mask], y[mask], 0.1, "sum"), rtol=2e-6)
+    close(gt_ce.cross_entropy(s, y, label_mask=mask), np_ce(s[mask], y[mask]), rtol=2e-6)
+    close(gt_ce.cross_entropy(s, y, 0.1, "sum", label_mask=mask), np_ce(s[mask], y[mask], 0.1, "sum"), rtol=2e-6)
     target = np.where(mask, y, t.argmax(1))
     combined = L.build_losses([dict(type="gt_ce"), dict(type="dkd"), dict(type="wsl")])
     outputs = {"Student": {"logits": s}, "Teacher": {"logits": t}}

@@ -17,6 +17,7 @@ import pytest
 from conftest import load_config, tiny
 
 import kdjax.losses as L
+from kdjax.losses import at, crd, fitnet
 
 RNG = np.random.default_rng(0)
 NEW_CONFIGS = ["fitnet", "at", "kd_ls", "dkd_ls", "skd", "pefd", "crd", "multi_teacher"]
@@ -96,8 +97,8 @@ def test_fitnet_matches_paper_regressor(s_hw, t_hw):
     b = RNG.normal(size=6).astype(np.float32) * 0.1
     params = {"conv": {"kernel": w, "bias": b}}
     want = np.mean((np.maximum(np_conv_valid(s, w, b), 0) - t) ** 2)
-    close(L.fitnet_loss(params, s, t), want, rtol=1e-5)
-    shapes = jax.eval_shape(lambda: L.fitnet_init(jax.random.key(0), s, t))
+    close(fitnet.fitnet_loss(params, s, t), want, rtol=1e-5)
+    shapes = jax.eval_shape(lambda: fitnet.fitnet_init(jax.random.key(0), s, t))
     assert shapes["conv"]["kernel"].shape == (k, k, 4, 6)
     # through the registry: weight applied, the params key is the unit's
     loss = L.build_losses([dict(type="fitnet", weight=100.0, s_key="f", t_key="f")])
@@ -115,7 +116,7 @@ def test_fitnet_conv3x3_regressor_is_conv_bn_relu():
     mu, var = y.mean((0, 1, 2)), y.var((0, 1, 2))
     y = np.maximum((y - mu) / np.sqrt(var + 1e-5) * gamma + beta, 0)
     params = {"conv": {"kernel": w, "bias": b}, "bn": {"scale": gamma, "bias": beta}}
-    close(L.fitnet_loss(params, s, t, regressor="conv3x3"), np.mean((y - t) ** 2), rtol=1e-4)
+    close(fitnet.fitnet_loss(params, s, t, regressor="conv3x3"), np.mean((y - t) ** 2), rtol=1e-4)
 
 
 # --- AT -------------------------------------------------------------------------------------------------
@@ -127,12 +128,12 @@ def test_attention_transfer_matches_paper():
     pooled = s[1].reshape(3, 2, 2, 2, 2, 3).mean((2, 4))  # 4×4 → 2×2 by 2×2 block means
     want = 500.0 * (np.mean((np_attention(s[0]) - np_attention(t[0])) ** 2)
                     + np.mean((np_attention(pooled) - np_attention(t[1])) ** 2))
-    close(L.at_loss([x.astype(np.float32) for x in s], [x.astype(np.float32) for x in t], p=2.0, beta=1000.0),
+    close(at.at_loss([x.astype(np.float32) for x in s], [x.astype(np.float32) for x in t], p=2.0, beta=1000.0),
           want, rtol=1e-5)
     loss = L.build_losses([dict(type="at", s_keys=["a", "b"], t_keys=["a", "b"])])  # defaults: p=2, β=1000
     out = {"Student": {"a": s[0], "b": s[1]}, "Teacher": {"a": t[0], "b": t[1]}}
     close(loss({}, out, None)[0], want, rtol=1e-5)
-    g = jax.grad(lambda x: L.at_loss([x], [t[0]]))(jnp.asarray(s[0], jnp.float32))
+    g = jax.grad(lambda x: at.at_loss([x], [t[0]]))(jnp.asarray(s[0], jnp.float32))
     assert np.all(np.isfinite(g)) and np.any(g)
     from kdjax.errors import ConfigError
     with pytest.raises(ConfigError, match="t_keys"):
@@ -177,7 +178,7 @@ def test_skd_matches_paddleclas_formula():
     loss = L.build_losses([dict(type="skd", temperature=2.0, multiplier=2.0, alpha=0.9)])
     close(loss({}, out, y)[0], np_skd(s, t, y, 2.0, 2.0, 0.9), rtol=2e-5)
     close(loss({}, out, None)[0], np_skd(s, t, t.argmax(1), 2.0, 2.0, 0.9), rtol=2e-5)  # no labels: teacher argmax
-    assert L.LOSS_TYPES["skd"].defaults == dict(temperature=1.0, multiplier=2.0, alpha=0.9, use_target_as_gt=False)
+    assert L.loss_types()["skd"].defaults == dict(temperature=1.0, multiplier=2.0, alpha=0.9, use_target_as_gt=False)
 
 
 # --- PEFD -----------------------------------------------------------------------------------------------
@@ -230,20 +231,20 @@ def np_crd(params, state, s, t, idx, cidx, temp=0.07, m=0.5):
 def test_crd_matches_repdistiller_formula_and_updates_memory():
     n_data, b, dim = 20, 4, 8
     s, t = RNG.normal(size=(b, 5)).astype(np.float32), RNG.normal(size=(b, 7)).astype(np.float32)
-    params = jax.tree.map(np.asarray, L.crd_init(jax.random.key(1), s, t, feat_dim=dim))
-    state = jax.tree.map(np.asarray, L.crd_state_init(jax.random.key(2), n_data, feat_dim=dim))
+    params = jax.tree.map(np.asarray, crd.crd_init(jax.random.key(1), s, t, feat_dim=dim))
+    state = jax.tree.map(np.asarray, crd.crd_state_init(jax.random.key(2), n_data, feat_dim=dim))
     assert state["memory_s"].shape == (n_data, dim) and float(state["z_s"]) == -1.0
     idx = np.array([3, 0, 17, 9])
     cidx = np.concatenate([idx[:, None], RNG.integers(0, n_data, (b, 6))], 1)
     for _ in range(2):  # first call sets Z from the batch, the second keeps it
         want, want_state = np_crd(params, state, s, t, idx, cidx)
-        got, state = L.crd_loss(params, state, s, t, idx, contrast_idx=cidx, nce_k=6)
+        got, state = crd.crd_loss(params, state, s, t, idx, contrast_idx=cidx, nce_k=6)
         close(got, want, rtol=1e-4)
         for key in want_state:
             close(state[key], want_state[key], rtol=1e-4, atol=1e-6)
         state = jax.tree.map(np.asarray, state)
     untouched = np.setdiff1d(np.arange(n_data), idx)
-    close(state["memory_s"][untouched], L.crd_state_init(jax.random.key(2), n_data, dim)["memory_s"][untouched])
+    close(state["memory_s"][untouched], crd.crd_state_init(jax.random.key(2), n_data, dim)["memory_s"][untouched])
 
 
 def test_crd_through_combined_loss_state_api():

@@ -14,7 +14,7 @@ are fixed-size float arrays read by index, which .npy serves with no decoding an
 
 Row i belongs to record i of the training split (after `data.train_limit`; with `data.skip_bad_images`, to the
 record that replaces an undecodable one). Training reads rows by record index: the training source is wrapped so
-that every record carries its index (`IndexedSource`; the pipeline batches it as "index", int32 [N]), and
+that every record carries its index (`kdjax.data.indexed.IndexedRecords`; the pipeline batches it as "index", int32 [N]), and
 `TeacherCache.complete` adds the cached logits to each batch on the host. That survives shuffling, per-process
 slicing, worker processes and checkpoint/resume, since all of them move whole records.
 
@@ -30,7 +30,6 @@ from typing import Optional
 
 import numpy as np
 
-from kdjax.data.indexed import IndexedRecords
 from kdjax.errors import ConfigError
 
 MANIFEST = "manifest.json"
@@ -123,7 +122,7 @@ def check(config) -> Optional[str]:
 
 
 def _check_losses(config, name: str):
-    from kdjax.losses.config import input_keys, parse_entries
+    from kdjax.losses.entries import input_keys, parse_entries
 
     names = list(config.losses)
     for lname, entry in zip(names, parse_entries(list(config.losses.values()))):
@@ -136,9 +135,6 @@ def _check_losses(config, name: str):
                     raise ConfigError(f"losses.{lname}.{entry.key_fields[side]}",
                                       f"reads {name}'s {keys[0]!r}, but a teacher cache holds logits only; drop "
                                       f"teacher_cache to run the teacher live")
-
-
-IndexedSource = IndexedRecords  # records carry their index: the cache is read by it
 
 
 class TeacherCache:
@@ -174,7 +170,7 @@ class TeacherCache:
                               np.asarray(self._lse[index]), self.num_classes)
 
     def complete(self, batch: dict, key: str, keep_index: bool = False) -> dict:
-        """A batch from an `IndexedSource` pipeline plus the cached logits of its records under `key`."""
+        """A batch from an `IndexedRecords` pipeline plus the cached logits of its records under `key`."""
         batch = dict(batch)
         if "index" not in batch:
             raise RuntimeError("training batches carry no 'index': the data pipeline must batch the records' "

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import kdjax.losses as L
+from kdjax.losses import afd, dist, distance, dkd, dml, gt_ce, kd, mgd, rkd, soft_ce, wsl
 from kdjax.config.paddleclas import from_paddleclas
 
 NOT_COMPARED = ("loss_f64",)  # the reference run in float64; kdjax computes in float32
@@ -102,21 +103,21 @@ def _suffix_index(name: str) -> int:
 def _plan_ce(case, hp):
     s = _role(case, "student")
     eps, reduction = hp.get("epsilon"), hp.get("reduction", "mean")
-    return Plan(lambda x: {"loss": L.cross_entropy(x[s], x["labels"], eps, reduction)})
+    return Plan(lambda x: {"loss": gt_ce.cross_entropy(x[s], x["labels"], eps, reduction)})
 
 
 def _plan_soft_ce(case, hp):
-    return Plan(lambda x: {"loss": L.soft_ce_loss(*_pair(case, x))})
+    return Plan(lambda x: {"loss": soft_ce.soft_ce_loss(*_pair(case, x))})
 
 
 def _plan_dml(case, hp):
     act = hp.get("act", "softmax")
-    return Plan(lambda x: {"loss": L.dml_loss(*_pair(case, x), act, bool(hp.get("sum_across_class_dim", False)),
+    return Plan(lambda x: {"loss": dml.dml_loss(*_pair(case, x), act, bool(hp.get("sum_across_class_dim", False)),
                                               float(hp.get("eps", 1e-12)))})
 
 
 def _plan_kd(case, hp):
-    return Plan(lambda x: {"loss": L.kl_div_loss(*_pair(case, x), float(hp.get("temperature", 4.0)))})
+    return Plan(lambda x: {"loss": kd.kl_div_loss(*_pair(case, x), float(hp.get("temperature", 4.0)))})
 
 
 def _plan_dkd(case, hp):
@@ -126,36 +127,36 @@ def _plan_dkd(case, hp):
         return None if hp.get("use_target_as_gt") else _labels(case, x, hp)
 
     def extras(x):
-        tckd, nckd = L.dkd_parts(*_pair(case, x), target(x), temp)
+        tckd, nckd = dkd.dkd_parts(*_pair(case, x), target(x), temp)
         return {"loss_tckd_unweighted": tckd, "loss_nckd_unweighted": nckd}
-    return Plan(lambda x: {"loss": L.dkd_loss(*_pair(case, x), target(x), temp, alpha, beta)}, extras=extras)
+    return Plan(lambda x: {"loss": dkd.dkd_loss(*_pair(case, x), target(x), temp, alpha, beta)}, extras=extras)
 
 
 def _plan_dist(case, hp):
     beta, gamma = float(hp.get("beta", 1.0)), float(hp.get("gamma", 1.0))
-    return Plan(lambda x: {"loss": L.dist_loss(*_pair(case, x), beta, gamma)})
+    return Plan(lambda x: {"loss": dist.dist_loss(*_pair(case, x), beta, gamma)})
 
 
 def _plan_wsl(case, hp):
     def fn(x):
         s, t = _pair(case, x)
         target = None if hp.get("use_target_as_gt") else _labels(case, x, hp)
-        return {"loss": L.wsl_loss(s, t, target, float(hp.get("temperature", 2.0)))}
+        return {"loss": wsl.wsl_loss(s, t, target, float(hp.get("temperature", 2.0)))}
     return Plan(fn)
 
 
 def _plan_distance(case, hp):
     delta = float((hp.get("kwargs") or {}).get("delta", 1.0))  # paddle SmoothL1Loss(delta=...)
-    return Plan(lambda x: {"loss": L.distance_loss(*_pair(case, x), hp.get("mode", "l2"), hp.get("act"), delta)})
+    return Plan(lambda x: {"loss": distance.distance_loss(*_pair(case, x), hp.get("mode", "l2"), hp.get("act"), delta)})
 
 
 def _plan_rkd_angle(case, hp):
-    return Plan(lambda x: {"loss": L.rkd_angle_loss(*_pair(case, x), hp.get("target_size"))}, jit=True)
+    return Plan(lambda x: {"loss": rkd.rkd_angle_loss(*_pair(case, x), hp.get("target_size"))}, jit=True)
 
 
 def _plan_rkd_distance(case, hp):  # RkdDistance's own default pools to 1×1
     size, eps = hp.get("target_size", 1), float(hp.get("eps", 1e-12))
-    return Plan(lambda x: {"loss": L.rkd_distance_loss(*_pair(case, x), size, eps)}, jit=True)
+    return Plan(lambda x: {"loss": rkd.rkd_distance_loss(*_pair(case, x), size, eps)}, jit=True)
 
 
 def _mgd_params(x: dict) -> dict:
@@ -175,13 +176,13 @@ def _plan_mgd(case, hp):
 
     def fn(x):
         s, t = _pair(case, x)
-        return {"loss": L.mgd_loss(_mgd_params(x), s, t, alpha_mgd=alpha, lambda_mgd=lam,
+        return {"loss": mgd.mgd_loss(_mgd_params(x), s, t, alpha_mgd=alpha, lambda_mgd=lam,
                                    mask_uniform=x["mask_uniform"])}
-    return Plan(fn, extras=lambda x: {"mask": L.mgd_mask(x["mask_uniform"], lam)}, jit=True)
+    return Plan(fn, extras=lambda x: {"mask": mgd.mgd_mask(x["mask_uniform"], lam)}, jit=True)
 
 
 def _plan_afd(case, hp):
-    n_t = L.unique_shapes(hp["t_shapes"])[0] if "t_shapes" in hp else next(
+    n_t = afd.unique_shapes(hp["t_shapes"])[0] if "t_shapes" in hp else next(
         (list(v) for k, v in hp.items() if k.startswith("n_t")), None)
 
     def fn(x):
@@ -189,7 +190,7 @@ def _plan_afd(case, hp):
         vt = [x[n] for n in sorted((n for n in x if n.startswith("value_t_")), key=_suffix_index)]
         if n_t is None:
             raise ValueError("AFD case without t_shapes or n_t: cannot pair teacher and student values")
-        total, per = L.afd_attention_loss(x["p_t"], x["p_s"], x["bilinear_key"], x["query"], vs, vt, n_t)
+        total, per = afd.afd_attention_loss(x["p_t"], x["p_s"], x["bilinear_key"], x["query"], vs, vt, n_t)
         return {"loss": total, "loss_per_teacher_feature": per}
     return Plan(fn, jit=True)
 
@@ -212,29 +213,29 @@ def _plan_mdistiller_kd(case, hp):
 
     def extras(x):
         _, terms = distiller({}, _logit_outputs(case, x), x["labels"])
-        return {"paddleclas_kldiv_loss_same_inputs": L.kl_div_loss(*_pair(case, x), temp),
+        return {"paddleclas_kldiv_loss_same_inputs": kd.kl_div_loss(*_pair(case, x), temp),
                 "distiller_loss_ce": terms["gt_ce/Student"], "distiller_loss_kd": terms["kd/Student-Teacher"]}
-    return Plan(lambda x: {"loss": L.kl_div_loss(*_pair(case, x), temp, teacher_grad=True)}, extras=extras)
+    return Plan(lambda x: {"loss": kd.kl_div_loss(*_pair(case, x), temp, teacher_grad=True)}, extras=extras)
 
 
 def _plan_mdistiller_dkd(case, hp):
     temp, alpha, beta = (float(hp.get(k, 1.0)) for k in ("temperature", "alpha", "beta"))
-    dkd = dict(temperature=temp, alpha=alpha, beta=beta)
+    dkd_params = dict(temperature=temp, alpha=alpha, beta=beta)
     warmups = [(n, float(m.group(1)), float(m.group(2))) for n in case["outputs"]
                for m in [re.fullmatch(r"distiller_loss_kd_warmup([\d.]+)_epoch([\d.]+)", n)] if m]
 
     def extras(x):
-        out = {"paddleclas_dkd_loss_same_inputs": L.dkd_loss(*_pair(case, x), x["labels"], temp, alpha, beta)}
+        out = {"paddleclas_dkd_loss_same_inputs": dkd.dkd_loss(*_pair(case, x), x["labels"], temp, alpha, beta)}
         outputs = _logit_outputs(case, x)
         ce = L.build_losses([dict(type="gt_ce", weight=_hp_ending(hp, "CE_WEIGHT", 1.0))])
         out["distiller_loss_ce"] = ce({}, outputs, x["labels"])[0]
         for name, warmup, epoch in warmups:
-            distiller = L.build_losses([dict(type="dkd", params=dict(dkd, warmup_epochs=warmup))])
+            distiller = L.build_losses([dict(type="dkd", params=dict(dkd_params, warmup_epochs=warmup))])
             out[name] = distiller({}, outputs, x["labels"], epoch=epoch)[0]
         return out
 
     def fn(x):
-        return {"loss": L.dkd_loss(*_pair(case, x), x["labels"], temp, alpha, beta, teacher_grad=True)}
+        return {"loss": dkd.dkd_loss(*_pair(case, x), x["labels"], temp, alpha, beta, teacher_grad=True)}
     return Plan(fn, extras=extras)
 
 

@@ -1,16 +1,18 @@
-"""One loss entry of `config.losses`, parsed and checked on its own (no models, no shapes).
+"""The entries of `config.losses`: parsed (defaults filled, hyper-parameters checked by their loss module), then
+checked against the models (names, captured keys, frozen flags) and their output shapes, all before any compute.
+Each failure is one ConfigError naming the field to fix.
 
-Accepted form: `{type, weight=1.0, pairs | models, key='logits', s_key, t_key, s_keys, t_keys,
-params={...}}`; hyper-parameters may also sit at the top level (`dict(type='kd', temperature=4)`),
-as DESIGN.md's `{type, weight, pairs | models, key, **params}` shows.
+Accepted form: `{type, weight=1.0, pairs | models, key='logits', s_key, t_key, s_keys, t_keys, params={...}}`;
+hyper-parameters may also sit at the top level (`dict(type='kd', temperature=4)`).
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Set, Tuple
 
 from kdjax.errors import ConfigError
-from kdjax.losses.registry import LOSS_TYPES, PARAM_CHECKS, REQUIRED, LossSpec, is_number
+from kdjax.losses.registry import REQUIRED, LossSpec, is_number, loss_types
 
+LOGITS = "logits"  # every model returns its logits, captured or not
 STRUCTURAL = ("type", "weight", "pairs", "models", "key", "s_key", "t_key", "s_keys", "t_keys", "params")
 DEFAULT_PAIRS = (("Student", "Teacher"),)
 DEFAULT_MODELS = ("Student",)
@@ -108,7 +110,7 @@ def _params(i: int, spec: LossSpec, cfg: Dict[str, Any]) -> Dict[str, Any]:
                               f"'{spec.name}' needs params.{name}; add it to the entry")
         if isinstance(value, list):
             value = tuple(value)
-        msg = PARAM_CHECKS[name](value) if name in PARAM_CHECKS else None
+        msg = spec.checks[name](value) if name in spec.checks else None
         if msg:
             raise ConfigError(f"losses[{i}].params.{name}", msg)
         params[name] = value
@@ -123,9 +125,10 @@ def parse_entry(i: int, cfg) -> LossEntry:
         raise ConfigError(f"losses[{i}]",
                           f"must be a dict like dict(type='kd', weight=1.0, ...), got {cfg!r}") from None
     kind = cfg.get("type")
-    if kind not in LOSS_TYPES:
-        raise ConfigError(f"losses[{i}].type", f"unknown loss type {kind!r}; known types: {sorted(LOSS_TYPES)}")
-    spec = LOSS_TYPES[kind]
+    types = loss_types()
+    if kind not in types:
+        raise ConfigError(f"losses[{i}].type", f"unknown loss type {kind!r}; known types: {sorted(types)}")
+    spec = types[kind]
     weight = cfg.get("weight", 1.0)
     if not is_number(weight):
         raise ConfigError(f"losses[{i}].weight", f"must be a number, got {weight!r}")
@@ -143,14 +146,15 @@ def parse_entry(i: int, cfg) -> LossEntry:
                                   "student / teacher feature names, e.g. ['blocks[0]', 'blocks[1]']")
         s_keys = _names(cfg["s_keys"], f"losses[{i}].s_keys", "feature")
         t_keys = _names(cfg["t_keys"], f"losses[{i}].t_keys", "feature")
-        if kind == "at" and len(s_keys) != len(t_keys):
-            raise ConfigError(f"losses[{i}].t_keys", f"'at' pairs student and teacher maps one to one: s_keys has "
-                              f"{len(s_keys)} names and t_keys {len(t_keys)}; give both the same length")
     key_fields = ("s_key" if "s_key" in cfg else "key", "t_key" if "t_key" in cfg else "key")
     if spec.multi_key:
         key_fields = ("s_keys", "t_keys")
-    return LossEntry(i, kind, spec, float(weight), _units(i, spec, cfg), s_key, t_key, s_keys, t_keys,
-                     _params(i, spec, cfg), key_fields)
+    entry = LossEntry(i, kind, spec, float(weight), _units(i, spec, cfg), s_key, t_key, s_keys, t_keys,
+                      _params(i, spec, cfg), key_fields)
+    problem = spec.entry_check(entry) if spec.entry_check else None
+    if problem:
+        raise ConfigError(f"losses[{i}].{problem[0]}", problem[1])
+    return entry
 
 
 def parse_entries(loss_configs) -> Tuple[LossEntry, ...]:
@@ -195,3 +199,92 @@ def term_names(entries) -> Tuple[Tuple[Tuple[str, ...], ...], Tuple[Tuple[Option
         names.append(tuple(e_names))
         pkeys.append(tuple(e_pkeys))
     return tuple(names), tuple(pkeys)
+
+
+# --- against the models -------------------------------------------------------------------------
+
+
+def _check_models(e: LossEntry, model_names) -> None:
+    for unit in e.units:
+        for m in unit:
+            if m not in model_names:
+                raise ConfigError(e.units_field, f"names model {m!r}, which config.models does not define; "
+                                  f"defined models: {list(model_names)}. Fix the name or add the model.")
+
+
+def _check_keys(e: LossEntry, captured_keys: Mapping[str, Iterable[str]]) -> None:
+    for unit in e.units:
+        for side, m in enumerate(unit):
+            available = set(captured_keys.get(m, ())) | {LOGITS}
+            for k in input_keys(e, side):
+                if k not in available:
+                    raise ConfigError(f"{e.field}.{e.key_fields[side]}",
+                                      f"model {m!r} does not capture {k!r}; it captures {sorted(available)}. "
+                                      f"Add {k!r} to that model's `capture` list or use one of those names.")
+
+
+def _check_frozen(e: LossEntry, frozen: Mapping[str, bool]) -> None:
+    for unit in e.units:
+        if e.spec.frozen_teacher and not frozen.get(unit[1], False):
+            raise ConfigError(e.units_field, f"'{e.type}' distils from a frozen teacher, but {unit[1]!r} is "
+                              "trainable: set its `frozen=True`, or use type='dml' for mutual learning.")
+        if not e.spec.learnable and all(frozen.get(m, False) for m in unit):
+            raise ConfigError(e.units_field, f"every model this term reads ({', '.join(unit)}) is frozen, so "
+                              "it trains nothing and only shifts the loss; remove it or unfreeze a model.")
+
+
+def validate_losses(loss_configs, model_names, captured_keys: Dict[str, Set[str]],
+                    frozen: Dict[str, bool]) -> None:
+    """Raise ConfigError(`losses[i].<field>`, how to fix) for the first problem found.
+
+    Covers: unknown type, a weight that is not a number, unknown / missing / out-of-range params
+    (temperature <= 0, MGD channels, ...), pairs or models naming a model that is not defined, a key
+    the model does not capture, SSLD with a trainable teacher, and terms that read only frozen models.
+    """
+    model_names = list(model_names)
+    for e in parse_entries(loss_configs):
+        _check_models(e, model_names)
+        _check_keys(e, captured_keys)
+        _check_frozen(e, frozen)
+
+
+# --- shapes ---------------------------------------------------------------------------------------
+
+def _shape(outputs, e: LossEntry, model: str, key: str, side: int):
+    if model not in outputs:
+        raise ConfigError(e.units_field, f"no outputs for model {model!r}; outputs exist for {sorted(outputs)}")
+    if key not in outputs[model]:
+        raise ConfigError(f"{e.field}.{e.key_fields[side]}", f"model {model!r} returned no {key!r}; "
+                          f"it returns {sorted(outputs[model])}. Add it to the model's `capture` list.")
+    return tuple(outputs[model][key].shape)
+
+
+def _pair_problem(e: LossEntry, s, t):
+    """Why this student/teacher shape pair cannot be used by entry e, or None (the loss module decides)."""
+    if e.spec.arity == "models":
+        return None if len(s) == 2 else f"needs [N, C] logits, got {list(s)}"
+    if s[0] != t[0]:
+        return f"batch sizes differ: student {list(s)} vs teacher {list(t)}"
+    return e.spec.shape_check(e, s, t) if e.spec.shape_check else None
+
+
+def check_shapes(entries, outputs) -> None:
+    """Shape pairing errors as ConfigError; `outputs` may hold arrays or jax.eval_shape structs."""
+    for e in entries:
+        for unit in e.units:
+            if e.spec.multi_key:  # AFD, AT: lists of feature maps
+                s = [_shape(outputs, e, unit[0], k, 0) for k in input_keys(e, 0)]
+                t = [_shape(outputs, e, unit[1], k, 1) for k in input_keys(e, 1)]
+                problem = None
+                if len({x[0] for x in s + t}) != 1:
+                    problem = f"needs one batch size, got {[list(x) for x in s + t]}"
+                elif e.spec.shape_check:
+                    problem = e.spec.shape_check(e, s, t)
+                if problem:
+                    raise ConfigError(f"{e.field}.s_keys", f"'{e.type}' on {'-'.join(unit)}: {problem}")
+                continue
+            s = _shape(outputs, e, unit[0], e.s_key, 0)
+            t = _shape(outputs, e, unit[1], e.t_key, 1) if len(unit) > 1 else None
+            problem = _pair_problem(e, s, t)
+            if problem:
+                raise ConfigError(f"{e.field}.{e.key_fields[0]}", f"'{e.type}' on {'-'.join(unit)}: {problem}")
