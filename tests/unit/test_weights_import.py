@@ -23,7 +23,7 @@ from kdjax.weights.export_dir import build_from_spec, load_export
 from kdjax.models import get_model
 from kdjax.models.features import collect
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO  # noqa: E402
 WEIGHTS = os.environ.get("KDJAX_WEIGHTS_DIR", os.path.join(REPO, "..", "shared", "weights"))
 MANIFEST = os.path.join(WEIGHTS, "manifest.json")
 TOLERANCE = 1e-4  # max|diff| / max|ref|

@@ -10,7 +10,6 @@
 """
 
 import json
-import os
 import subprocess
 import sys
 
@@ -22,7 +21,7 @@ from jax import lax
 
 from kdjax.kernels import conv as fast_conv
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO  # noqa: E402
 
 # (batch, H, W, C_in, C_out, kernel, stride, padding ((lo, hi), (lo, hi)), groups)
 CASES = [
@@ -150,6 +149,7 @@ def test_compile_then_release_is_the_jitted_step():
     np.testing.assert_array_equal(out, jnp.arange(6.0) + 1)
 
 
+@pytest.mark.slow
 def test_bench_runs_end_to_end_and_prints_json():
     cmd = [sys.executable, "-m", "kdjax.tools.bench", "--config=configs/dkd.py", "--batch=8", "--steps=2", "--warmup=0"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)

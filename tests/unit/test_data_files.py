@@ -23,7 +23,7 @@ from kdjax.errors import ConfigError, DataError
 from kdjax.tools.prepare_data import prepare_idx, prepare_lists
 
 N_TRAIN, N_VAL, N_UNLABELED, CLASSES = 32, 12, 24, 5
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO  # noqa: E402
 
 
 def ident(images) -> np.ndarray:

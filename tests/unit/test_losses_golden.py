@@ -14,7 +14,7 @@ import pytest
 
 from kdjax.tools import verify_golden
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO as REPO_ROOT  # noqa: E402
 GOLDEN_DIR = os.environ.get("KDJAX_GOLDEN_DIR", os.path.join(REPO_ROOT, "..", "shared", "golden"))
 MANIFEST = os.path.join(GOLDEN_DIR, "manifest.json")
 

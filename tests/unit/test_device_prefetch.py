@@ -66,6 +66,7 @@ def test_bad_device_prefetch_is_a_config_error(value):
         check_config(cfg)
 
 
+@pytest.mark.slow
 def test_data_wait_is_measured_as_device_idle_time(tmp_path, monkeypatch):
     """The reported data wait sees a pipeline slower than the step: each host->device transfer here sleeps 250 ms
     on the loop thread (device_prefetch=0), far longer than a tiny step, so the loop's blocked time is at least
