@@ -7,18 +7,16 @@ import jax
 import jax.numpy as jnp
 
 from kdjax.data.pipeline import eval_batches
-from kdjax.data.sources import open_source
-from kdjax.config.check import check_config
+from kdjax.config.check import check
 from kdjax.errors import CheckpointError
 from kdjax.weights.export_dir import build_from_spec, is_export_dir, load_export
-from kdjax.trainer import Phase
+from kdjax.trainer import Trainer
 
 
 def run(config, workdir: str, export_dir: str = None) -> dict:
-    if not export_dir:
-        check_config(config)
-    test_src, info = open_source(config.data, "test")
+    """Evaluate the newest checkpoint in `workdir` (every sub-model), or the export in `export_dir`."""
     if export_dir:
+        test_src = check(config, splits=("test",), inits=False).test
         result = evaluate_export(export_dir, test_src, int(config.train.eval_batch_size))
         _print(result, f"export {export_dir}")
         return result
@@ -28,7 +26,8 @@ def run(config, workdir: str, export_dir: str = None) -> dict:
                 m.init = os.path.join(workdir, "pretrain", name, "export")
                 if not is_export_dir(m.init):
                     raise CheckpointError(f"{workdir} has no trained {name} yet ({m.init}); train first")
-    phase = Phase(config, workdir, test_src, test_src, info, "eval")
+    checked = check(config, splits=("test",))
+    phase = Trainer(config, workdir, checked.test, checked.test, checked.info, "eval")
     restored = phase.restore_latest()
     if restored is None:
         raise CheckpointError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; train first, or pass "

@@ -7,12 +7,13 @@ import os
 import jax
 import ml_collections
 
-from kdjax.config.check import check_config, check_data, check_inits, check_workdir
+from kdjax.config.check import check
 from kdjax.config.defaults import loss_entry
-from kdjax.data.sources import open_source
 from kdjax.errors import ConfigError
+from kdjax.runtime.distributed import barrier
+from kdjax.runtime.workdir import check_workdir, move_aside
 from kdjax.weights.export_dir import is_export_dir
-from kdjax.trainer import Phase
+from kdjax.trainer import Trainer
 
 TRAIN_FIRST = "train"
 
@@ -39,20 +40,12 @@ _PRETRAIN_FIELDS = (("train.batch_size", "pretrain.batch_size"), ("train.epochs"
 
 def _pretrain_phase(config, name, phase_dir, train_src, test_src, info):
     try:
-        return Phase(pretrain_config(config, name), phase_dir, train_src, test_src, info, f"train {name}")
+        return Trainer(pretrain_config(config, name), phase_dir, train_src, test_src, info, f"train {name}")
     except ConfigError as e:
         for ours, theirs in _PRETRAIN_FIELDS:
             if e.field.startswith(ours):
                 raise ConfigError(theirs + e.field[len(ours):], e.message) from None
         raise
-
-
-def _barrier(name: str):
-    """Wait for every process (multi-host runs), so process 0's workdir changes are seen by all."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
 
 
 def run(config, workdir: str, restart: bool = False) -> dict:
@@ -63,11 +56,8 @@ def run(config, workdir: str, restart: bool = False) -> dict:
     """
     config = copy.deepcopy(config)
     workdir = os.path.abspath(workdir)
-    check_config(config)
-    train_src, info = open_source(config.data, "train")
-    test_src, _ = open_source(config.data, "test")
-    check_data(config, info, train=train_src, test=test_src)
-    check_inits(config, int(config.data.get("num_classes") or info.num_classes))
+    checked = check(config)
+    train_src, test_src, info = checked.train, checked.test, checked.info
     is_main = jax.process_index() == 0
 
     # Build every phase first: their constructors check captures, output shapes, classes and the device mesh.
@@ -81,16 +71,14 @@ def run(config, workdir: str, restart: bool = False) -> dict:
         pretrain_phases[name] = (_pretrain_phase(config, name, phase_dir, train_src, test_src, info), export_dir)
         with distill_config.unlocked():
             distill_config.models[name].init = export_dir
-    phase = Phase(distill_config, workdir, train_src, test_src, info, "distill")
+    phase = Trainer(distill_config, workdir, train_src, test_src, info, "distill")
 
     if restart and is_main:
-        from kdjax.runtime.workdir import move_aside
-
         move_aside(workdir)
-    _barrier("kdjax_workdir_moved")
+    barrier("kdjax_workdir_moved")
     os.makedirs(workdir, exist_ok=True)
     check_workdir(config, workdir)
-    _barrier("kdjax_config_written")
+    barrier("kdjax_config_written")
 
     pretrained = {}
     for name, (pre, export_dir) in pretrain_phases.items():
@@ -132,9 +120,3 @@ def summary_table(config, result: dict, export_dir: str) -> str:
     lines.append(f"Exported {config.export_model} → {export_dir}")
     lines.append(f"  try: python -m kdjax.infer --export_dir={export_dir} --from_dataset=8")
     return "\n".join(lines)
-
-
-def check_export_model(config):
-    if config.export_model not in config.models:
-        raise ConfigError("export_model", f"{config.export_model!r} is not a model; models are "
-                                          f"{', '.join(config.models)}")

@@ -1,4 +1,5 @@
-"""IDX (MNIST-format) files: the offline default data, as Debian's `dataset-fashion-mnist` installs them."""
+"""Data source `idx`: IDX (MNIST-format) files, the offline default data as Debian's `dataset-fashion-mnist`
+installs them, or any folder of them named by `data.data_dir`."""
 
 import gzip
 import os
@@ -6,7 +7,22 @@ from typing import Optional
 
 import numpy as np
 
-from kdjax.errors import DataError
+from kdjax.data.registry import SourceKind, register_source
+from kdjax.errors import ConfigError, DataError
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+FASHION_MNIST_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+_HOW_TO_GET_FASHION_MNIST = (
+    "Fashion-MNIST was not found. Get it one of these ways:\n"
+    "  - Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (installs IDX files in "
+    f"{DEBIAN_FASHION_MNIST});\n"
+    "  - a prepared TFDS directory: `tfds build fashion_mnist --data_dir=DIR --file_format=array_record` on a "
+    "machine with internet, or `python -m kdjax.tools.prepare_data --idx_dir=FOLDER --out_dir=DIR`, then "
+    "--config.data.tfds_data_dir=DIR;\n"
+    "  - the four IDX files (train-images-idx3-ubyte.gz, ...) in a folder: --config.data.data_dir=FOLDER.")
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -83,3 +99,37 @@ class IdxSource:
         idx = np.asarray(indices, dtype=np.int64)
         images, labels = self.images[idx], self.labels[idx]
         return [{"image": images[k], "label": labels[k]} for k in range(len(idx))]
+
+
+def _open_idx(data, split):
+    name = data.get("name", "fashion_mnist")
+    split_name = data.get(f"{split}_split", split)
+    # Fashion-MNIST: Debian's copy first, then data_dir (the documented lookup order; both hold the same files).
+    candidates = [DEBIAN_FASHION_MNIST] if name == "fashion_mnist" else []
+    if data.get("data_dir"):
+        if not os.path.isdir(data.data_dir):
+            raise ConfigError("data.data_dir", f"{data.data_dir!r} does not exist")
+        candidates.append(data.data_dir)
+    for directory in candidates:
+        if has_idx_split(directory, split_name):
+            source = IdxSource(directory, split_name)
+            labels = FASHION_MNIST_LABELS if name == "fashion_mnist" else None
+            num_classes = len(labels) if labels else int(source.labels.max()) + 1
+            return source, num_classes, labels
+    if name == "fashion_mnist":
+        raise DataError(_HOW_TO_GET_FASHION_MNIST)
+    raise DataError(f"no data for {name!r} split {split_name!r}: set config.data.tfds_data_dir to a TFDS data dir "
+                    f"holding {name}/ (ArrayRecord), config.data.root to a folder of PaddleClas list files "
+                    f"(train_list.txt, val_list.txt), or config.data.data_dir to a folder of IDX files")
+
+
+def _check(data):
+    path = data.get("data_dir")
+    if path and not os.path.isdir(os.path.expanduser(path)):
+        raise DataError(f"config.data.data_dir: {path!r} does not exist or is not a directory; fix the path "
+                        f"(or unset it to use the default data)")
+
+
+register_source(SourceKind(
+    "idx", _open_idx, named=lambda data: True, priority=30, check=_check,
+    summary="IDX (MNIST-format) files: Debian's Fashion-MNIST, or a folder named by data.data_dir"))

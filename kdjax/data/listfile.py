@@ -1,4 +1,5 @@
-"""PaddleClas list files: an image root plus `relative/path.JPEG label` per line (the ILSVRC2012 layout).
+"""Data source `list`: PaddleClas list files, an image root plus `relative/path.JPEG label` per line (the ILSVRC2012
+layout).
 
 The whole list is parsed up front so that a malformed line, a label out of range or an empty split fails
 before training starts, naming the file and line; image files are opened only when read, so a million-image
@@ -6,12 +7,13 @@ list costs one pass over its text and no stat() per file.
 """
 
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from kdjax.data.decode import BadImage, read_image_file
-from kdjax.errors import DataError
+from kdjax.data.registry import SourceKind, register_source
+from kdjax.errors import ConfigError, DataError
 
 
 def resolve(root: Optional[str], path: str) -> str:
@@ -120,3 +122,41 @@ class ListFileSource:
         index = int(index)
         image = read_image_file(self.path(index), self.origin(index))
         return {"image": image, "label": self.labels[index]}
+
+
+def _num_classes_for_lists(data) -> Tuple[int, Optional[List[str]]]:
+    names_file = data.get("label_names_file")
+    num_classes = int(data.get("num_classes") or 0)
+    names = read_label_names(resolve(data.get("root"), names_file), num_classes) if names_file else None
+    num_classes = num_classes or (len(names) if names else 0)
+    if num_classes <= 0:
+        raise ConfigError("data.num_classes", "list files need the number of classes: set data.num_classes (or "
+                                              "data.label_names_file)")
+    return num_classes, names
+
+
+def _open_list(data, split):
+    root = data.get("root")
+    if not root:
+        raise ConfigError("data.root", "source='list' needs the image root directory (data.root)")
+    if not os.path.isdir(root):
+        raise DataError(f"image root {root} (config.data.root) does not exist")
+    list_path = data.get(f"{split}_list") or ("train_list.txt" if split == "train" else "val_list.txt")
+    num_classes, names = _num_classes_for_lists(data)
+    return ListFileSource(root, list_path, num_classes=num_classes), num_classes, names
+
+
+def _open_unlabeled(data):
+    return ListFileSource(data.root, data.unlabeled_list, num_classes=0, labeled=False)
+
+
+def _check(data):
+    path = data.get("root")
+    if path and not os.path.isdir(os.path.expanduser(path)):
+        raise DataError(f"config.data.root: {path!r} does not exist or is not a directory; fix the path "
+                        f"(or unset it to use the default data)")
+
+
+register_source(SourceKind(
+    "list", _open_list, named=lambda data: bool(data.get("root")), priority=20, check=_check, open_unlabeled=_open_unlabeled,
+    unlabeled_field="unlabeled_list", summary="PaddleClas list files under data.root (JPEG/PNG)"))

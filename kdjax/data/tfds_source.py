@@ -1,4 +1,4 @@
-"""TFDS datasets read through `tfds.data_source` (ArrayRecord files; no TensorFlow needed to read).
+"""Data source `tfds`: TFDS datasets read through `tfds.data_source` (ArrayRecord files; no TensorFlow needed to read).
 
 Images are fetched as the stored bytes and decoded here rather than by TFDS, so that an undecodable image is a
 `BadImage` naming the dataset, split and record (and can be skipped), like a bad file in a list.
@@ -8,6 +8,8 @@ import os
 from typing import Optional
 
 from kdjax.data.decode import decode_image
+from kdjax.data.idx import FASHION_MNIST_LABELS
+from kdjax.data.registry import SourceKind, register_source
 from kdjax.errors import DataError
 
 
@@ -88,3 +90,30 @@ class TfdsSource:
         elif image.ndim == 2:
             image = image[..., None]
         return {"image": image, "label": int(record[self._label_key])}
+
+
+def _open_tfds(data, split):
+    name, data_dir = data.get("name", "fashion_mnist"), data.get("tfds_data_dir")
+    if not tfds_prepared(name, data_dir):
+        raise DataError(f"no prepared TFDS dataset {name!r} in {tfds_root(data_dir)} (set config.data.tfds_data_dir "
+                        f"to the directory holding {name}/; `python -m kdjax.tools.prepare_data` writes one)")
+    source = TfdsSource(name, data.get(f"{split}_split", split), data_dir)
+    labels = source.label_names or (FASHION_MNIST_LABELS if name == "fashion_mnist" else None)
+    return source, source.num_classes, labels
+
+
+def _open_unlabeled(data):
+    return TfdsSource(data.get("name"), data.unlabeled_split, data.get("tfds_data_dir"))
+
+
+def _check(data):
+    path = data.get("tfds_data_dir")
+    if path and not os.path.isdir(os.path.expanduser(path)):
+        raise DataError(f"config.data.tfds_data_dir: {path!r} does not exist or is not a directory; fix the path "
+                        f"(or unset it to use the default data)")
+
+
+register_source(SourceKind(
+    "tfds", _open_tfds, named=lambda data: tfds_prepared(data.get("name", "fashion_mnist"), data.get("tfds_data_dir")),
+    priority=10, check=_check, open_unlabeled=_open_unlabeled, unlabeled_field="unlabeled_split",
+    summary="a prepared TFDS dataset (ArrayRecord) in data.tfds_data_dir"))

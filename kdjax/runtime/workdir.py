@@ -1,7 +1,16 @@
-"""Workdir housekeeping that must never lose a run: moving an old run aside instead of deleting it."""
+"""Workdir housekeeping that must never lose a run: the run's identity recorded in the workdir (a workdir holding
+another run is refused), and moving an old run aside instead of deleting it."""
 
+import json
 import os
 import time
+
+from kdjax.errors import ConfigError
+
+# fields that define what a run computes; a workdir holding a run that differs in these is refused
+_IDENTITY_FIELDS = ("seed", "models", "losses", "export_model", "optim", "pretrain", "precision")
+_IDENTITY_DATA = ("name", "augment", "mean", "std", "num_classes")
+_IDENTITY_TRAIN = ("batch_size", "epochs")
 
 
 def move_aside(workdir: str) -> str:
@@ -17,3 +26,62 @@ def move_aside(workdir: str) -> str:
     os.rename(workdir, target)
     print(f"--restart: moved the previous run to {target}", flush=True)
     return target
+
+
+def _identity(config) -> dict:
+    d = json.loads(config.to_json())
+    out = {k: d.get(k) for k in _IDENTITY_FIELDS}
+    out["data"] = {k: d["data"].get(k) for k in _IDENTITY_DATA}
+    out["train"] = {k: d["train"].get(k) for k in _IDENTITY_TRAIN}
+    return out
+
+
+def _flat(d, prefix=""):
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def _has_progress(workdir: str) -> bool:
+    """Whether the workdir holds anything a run produced (checkpoints, exports, pretrained models)."""
+    for sub in ("checkpoints", "export", "pretrain"):
+        path = os.path.join(workdir, sub)
+        if os.path.isdir(path) and os.listdir(path):
+            return True
+    return False
+
+
+def check_workdir(config, workdir: str):
+    """Record the run's config in the workdir; refuse a workdir that holds a run of another config.
+
+    A workdir whose earlier attempt never got to train (config.json only: it failed on bad input) is reused.
+    """
+    path = os.path.join(workdir, "config.json")
+    mine = _identity(config)
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                theirs = json.load(f)
+        except (OSError, ValueError):
+            theirs = None
+        if theirs != mine and (theirs is None or _has_progress(workdir)):
+            a, b = _flat(theirs or {}), _flat(mine)
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            shown = "; ".join(f"{k}: {a.get(k, '(unset)')!r} there, {b.get(k, '(unset)')!r} now" for k in diff[:4])
+            more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+            raise ConfigError(diff[0] if diff else "workdir",
+                              f"--workdir={workdir} holds a run of a different config ({shown}{more}). Use a new "
+                              f"--workdir, or pass --restart to move that run aside and start fresh.")
+        if theirs == mine:
+            return
+    import jax
+
+    if jax.process_index() != 0:  # one writer on a shared workdir
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(mine, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)

@@ -1,6 +1,6 @@
 """Times kdjax's real train step: `python -m kdjax.tools.bench --config=configs/dkd.py:cifar100 --batch=64 --steps=20`.
 
-The step is built exactly as training builds it (`Phase.build_train_step`: same DistillationModel, losses,
+The step is built exactly as training builds it (`Trainer.build_train_step`: same DistillationModel, losses,
 optimizer, shardings, jit signature and donation, compiled on the first call) and run on one synthetic batch that
 is already on the device. A model whose `init` is not an existing path (no teacher checkpoint, or init="train")
 gets a random init: timing does not need trained weights. No data is read.
@@ -65,7 +65,9 @@ class StepBench:
         import numpy as np
 
         from kdjax.data.sources import DatasetInfo
-        from kdjax.trainer import Phase
+        from kdjax.trainer import Trainer
+
+        from kdjax.config.check import check
 
         with config.unlocked():
             if batch:
@@ -73,13 +75,14 @@ class StepBench:
             for m in config.models.values():
                 if m.init and not os.path.exists(m.init):
                     m.init = ""  # no checkpoint needed to time a step
+        check(config, splits=(), inits=False)
         self.config, self.config_name = config, config_name
         self.batch = int(config.train.batch_size)
         shape = image_shape_for(config, image_shape)
         classes = int(num_classes or config.data.get("num_classes") or 10)
         info = DatasetInfo(classes, None, shape, "synthetic")
         with tempfile.TemporaryDirectory() as tmp:
-            phase = Phase(config, tmp, None, None, info, "bench")
+            phase = Trainer(config, tmp, None, None, info, "bench")
             self.train_step, self.state, self.frozen = phase.build_train_step(steps_per_epoch=1000,
                                                                               total_steps=1000 * 240)
         rng_np = np.random.default_rng(0)

@@ -90,7 +90,7 @@ def prepare_idx(out_dir: str, name: str, idx_dir: str, *, examples_per_shard: in
     """Write the train and test IDX splits as TFDS `name` (PNG-encoded, lossless)."""
     from kdjax.data.arrayrecord import SplitRecords, TfdsWriter, encode_png
     from kdjax.data.idx import IdxSource
-    from kdjax.data.sources import FASHION_MNIST_LABELS
+    from kdjax.data.idx import FASHION_MNIST_LABELS
 
     sources = [(split, IdxSource(idx_dir, split)) for split in ("train", "test")]
     num_classes = int(max(int(s.labels.max()) for _, s in sources)) + 1

@@ -111,7 +111,11 @@ def teachers_needed(sweep, method: str):
 
 def run_sweep(sweep, workdir: str) -> dict:
     from kdjax import train
+    from kdjax.config.check import check
 
+    # every method's config is checked before the first run, not hours later when its turn comes
+    for method in sweep.methods:
+        check(method_config(sweep, method, seeds_of(sweep, method)[0], "/checked/later"), splits=(), inits=False)
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     names = sorted({""}.union(*(teachers_needed(sweep, m) for m in sweep.methods)))

@@ -53,13 +53,13 @@ def test_export_reproduces_training_time_student(trained):
     from kdjax.data.sources import open_source
     from kdjax.models.distillation import normalize
     from kdjax.weights.export_dir import export_logits_fn
-    from kdjax.trainer import Phase
+    from kdjax.trainer import Trainer
 
     cfg, wd, _ = trained
     with cfg.unlocked():
         cfg.models.Teacher.init = str(wd / "pretrain" / "Teacher" / "export")
     test_src, info = open_source(cfg.data, "test")
-    phase = Phase(cfg, str(wd), test_src, test_src, info, "check")
+    phase = Trainer(cfg, str(wd), test_src, test_src, info, "check")
     state, _, step = phase.restore_latest()
     images = np.stack([test_src[i]["image"] for i in range(16)])
     x = normalize(images, cfg.data.mean, cfg.data.std)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from kdjax.config.defaults import base_config
-from kdjax.data import sources as sources_lib
+from kdjax.data import idx as idx_lib
 from kdjax.data.augment import make_batch_augment
 from kdjax.data.idx import read_idx
 from kdjax.data.mixing import MixBatch
@@ -93,7 +93,7 @@ def test_fashion_mnist_lookup_and_missing(tmp_path, monkeypatch):
     src, info = open_source(data_config(source="idx", data_dir=str(empty), test_limit=10), "test")
     assert len(src) == 10 and FASHION in info.description
     # auto with an empty TFDS dir and no Debian copy: the error says how to get the data
-    monkeypatch.setattr(sources_lib, "DEBIAN_FASHION_MNIST", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(idx_lib, "DEBIAN_FASHION_MNIST", str(tmp_path / "nowhere"))
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         open_source(data_config(tfds_data_dir=str(empty), data_dir=str(empty)), "train")
 
