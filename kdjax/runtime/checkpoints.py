@@ -163,8 +163,3 @@ def _drop_closed_loop_noise():
 
     hook._kdjax_filter = True
     sys.unraisablehook = hook
-
-
-def abstract_like(tree, sharding):
-    """ShapeDtypeStructs with `sharding`, the restore target Orbax needs."""
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
