@@ -88,6 +88,7 @@ FIELDS: Dict[str, Check] = {
     "seed": NON_NEGATIVE_INT,
     "export_model": text,
     "precision": one_of("float32", "bfloat16"),
+    "kernels": one_of("auto", "xla", "cpu_tuned"),  # kdjax/kernels/__init__.py NAMES
     "teacher_cache": text,
     "data.name": text, "data.source": text, "data.tfds_data_dir": optional_text, "data.data_dir": optional_text,
     "data.train_split": text, "data.test_split": text, "data.root": optional_text, "data.train_list": text,

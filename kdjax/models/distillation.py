@@ -11,6 +11,7 @@ from typing import Dict, Tuple
 import jax
 import jax.numpy as jnp
 
+from kdjax import kernels as kernel_choice
 from kdjax.models import get_model
 from kdjax.models.features import COLLECTION, collect
 
@@ -38,7 +39,11 @@ def build_submodels(models_cfg, num_classes: int) -> Dict[str, SubModel]:
 
 
 class DistillationModel:
-    def __init__(self, submodels: Dict[str, SubModel]):
+    """kernels: `config.kernels` ('auto', 'xla', 'cpu_tuned'; see kdjax/kernels/__init__.py), in effect while
+    `apply` traces the sub-models."""
+
+    def __init__(self, submodels: Dict[str, SubModel], kernels: str = kernel_choice.AUTO_NAME):
+        self.kernels = kernels
         self.submodels = submodels
         self.names = list(submodels)
         self.trainable = [n for n in self.names if not submodels[n].frozen]
@@ -67,18 +72,19 @@ class DistillationModel:
     def apply(self, params, batch_stats, frozen_vars, images, *, train: bool, rng):
         """Run every sub-model. Returns (outputs by model name, updated batch_stats of trainable models)."""
         outputs, new_stats = {}, {}
-        for i, name in enumerate(self.names):
-            r = jax.random.fold_in(rng, i)
-            if name in frozen_vars:
-                out, _ = self._run(name, frozen_vars[name], images, False, r)
-                outputs[name] = jax.tree.map(jax.lax.stop_gradient, out)
-            else:
-                variables = {"params": params[name]}
-                if name in batch_stats:
-                    variables["batch_stats"] = batch_stats[name]
-                outputs[name], stats = self._run(name, variables, images, train, r)
-                if name in batch_stats:
-                    new_stats[name] = stats if stats is not None else batch_stats[name]
+        with kernel_choice.use(self.kernels):
+            for i, name in enumerate(self.names):
+                r = jax.random.fold_in(rng, i)
+                if name in frozen_vars:
+                    out, _ = self._run(name, frozen_vars[name], images, False, r)
+                    outputs[name] = jax.tree.map(jax.lax.stop_gradient, out)
+                else:
+                    variables = {"params": params[name]}
+                    if name in batch_stats:
+                        variables["batch_stats"] = batch_stats[name]
+                    outputs[name], stats = self._run(name, variables, images, train, r)
+                    if name in batch_stats:
+                        new_stats[name] = stats if stats is not None else batch_stats[name]
         return outputs, new_stats
 
     def feature_names(self, name, images) -> list:

@@ -2,9 +2,11 @@
 
 - kdjax.kernels.conv: values and gradients (x and w) equal lax.conv_general_dilated's to ~1e-5 over
   shapes, strides, paddings and feature groups.
-- the zoo's Conv (layers.py) computes what lax.conv_general_dilated computes.
-- the zoo's BatchNorm (layers.py, hand-written training backward pass) equals flax.linen.BatchNorm: outputs,
-  running statistics and gradients, float32 and bfloat16 inputs, odd channel counts.
+- the zoo's Conv (layers.py) computes what lax.conv_general_dilated computes, under both kernel choices.
+- the zoo's BatchNorm (layers.py) equals flax.linen.BatchNorm under both kernel choices ('cpu_tuned': hand-written
+  training backward pass; 'xla': flax's formulation): outputs, running statistics and gradients, float32 and
+  bfloat16 inputs, odd channel counts; and a whole ResNet trains the same under both.
+- kdjax.kernels.select: cpu_tuned on XLA:CPU only, xla on GPU/TPU, a forced choice wins, env overrides per part.
 - kdjax.runtime.host_memory.CompileThenRelease runs the same executable jit would, donation included.
 - `python -m kdjax.tools.bench` runs end to end (2 steps, tiny config) and prints one valid JSON line.
 """
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from kdjax import kernels
 from kdjax.kernels import conv as fast_conv
 
 from conftest import REPO  # noqa: E402
@@ -71,7 +74,13 @@ def test_custom_vjp_conv_matches_lax(case):
     np.testing.assert_allclose(g2[1], g0[1], rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(g0[1]))))
 
 
-def test_zoo_conv_matches_lax():
+@pytest.mark.parametrize("choice", ["xla", "cpu_tuned"])
+def test_zoo_conv_matches_lax(choice):
+    with kernels.use(choice):
+        _zoo_conv_matches_lax(choice)
+
+
+def _zoo_conv_matches_lax(choice):
     from kdjax.models.layers import conv
 
     rng = np.random.default_rng(1)
@@ -83,15 +92,23 @@ def test_zoo_conv_matches_lax():
         p = (k - 1) // 2
         ref = _xla(x, kernel, s, ((p, p), (p, p)), g)
         np.testing.assert_allclose(module.apply(variables, x), ref, rtol=1e-5, atol=1e-5)
+        traced = str(jax.make_jaxpr(lambda v: module.apply(v, x))(variables))
+        assert ("custom_vjp_call" in traced) == (choice == "cpu_tuned")
         gx = jax.grad(lambda v, x: jnp.sum(module.apply(v, x) ** 2), (0, 1))(variables, x)
         gr = jax.grad(lambda kk, x: jnp.sum(_xla(x, kk, s, ((p, p), (p, p)), g) ** 2), (0, 1))(kernel, x)
         np.testing.assert_allclose(gx[0]["params"]["kernel"], gr[0], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(gx[1], gr[1], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("choice", ["xla", "cpu_tuned"])
 @pytest.mark.parametrize("shape,dtype", [((4, 6, 6, 8), jnp.float32), ((3, 5, 7, 13), jnp.float32),
                                          ((8, 4, 4, 300), jnp.float32), ((4, 6, 6, 8), jnp.bfloat16)])
-def test_zoo_batch_norm_matches_flax(shape, dtype):
+def test_zoo_batch_norm_matches_flax(shape, dtype, choice):
+    with kernels.use(choice):
+        _batch_norm_matches_flax(shape, dtype, choice)
+
+
+def _batch_norm_matches_flax(shape, dtype, choice):
     import flax.linen as nn
 
     from kdjax.models.layers import batch_norm
@@ -113,6 +130,8 @@ def test_zoo_batch_norm_matches_flax(shape, dtype):
         return jnp.sum(y.astype(jnp.float32) * probe), (y, upd)
 
     tol = dict(rtol=2e-2, atol=2e-2) if dtype == jnp.bfloat16 else dict(rtol=2e-5, atol=2e-5)
+    traced = str(jax.make_jaxpr(lambda p: run(ours, p, x)[0])(variables["params"]))
+    assert ("custom_vjp_call" in traced) == (choice == "cpu_tuned")  # the chosen implementation is the one traced
     (_, (y1, u1)), g1 = jax.value_and_grad(lambda p, x: run(ours, p, x), (0, 1), has_aux=True)(variables["params"], x)
     (_, (y2, u2)), g2 = jax.value_and_grad(lambda p, x: run(ref, p, x), (0, 1), has_aux=True)(variables["params"], x)
     assert y1.dtype == y2.dtype
@@ -127,6 +146,50 @@ def test_zoo_batch_norm_matches_flax(shape, dtype):
     np.testing.assert_allclose(np.asarray(y_inf, np.float32),
                                np.asarray(nn.BatchNorm(use_running_average=True, momentum=0.9, epsilon=1e-5)
                                           .apply(variables, x), np.float32), **tol)
+
+
+def test_kernels_are_chosen_per_backend_unless_forced(monkeypatch):
+    monkeypatch.delenv("KDJAX_FAST_BN", raising=False)
+    monkeypatch.delenv("KDJAX_FAST_CONV", raising=False)
+    assert kernels.select("auto", "cpu").name == "cpu_tuned"
+    for backend in ("gpu", "cuda", "rocm", "tpu"):
+        k = kernels.select("auto", backend)
+        assert (k.name, k.batch_norm, k.conv) == ("xla", "autodiff", "xla"), backend
+    assert kernels.select("xla", "cpu").name == "xla" and kernels.select("cpu_tuned", "gpu").name == "cpu_tuned"
+    assert kernels.current() == kernels.select("auto", jax.default_backend())  # no context: auto, this backend
+    with kernels.use("xla"):
+        assert kernels.current().conv == "xla"
+    monkeypatch.setenv("KDJAX_FAST_CONV", "0")  # ablation override of one part
+    assert (kernels.select("cpu_tuned").batch_norm, kernels.select("cpu_tuned").conv) == ("custom_vjp", "xla")
+    with pytest.raises(ValueError, match="kernels"):
+        kernels.select("onednn")
+
+
+def test_a_resnet_trains_the_same_with_either_kernels():
+    """resnet8x4 through DistillationModel: training-mode outputs, updated running statistics and every parameter
+    gradient agree between kernels='xla' and kernels='cpu_tuned' (strided convs and BatchNorms included)."""
+    from kdjax.models.distillation import DistillationModel, build_submodels
+    import ml_collections
+
+    cfg = ml_collections.ConfigDict({"Student": {"arch": "resnet8x4", "frozen": False, "init": "", "capture": ()}})
+    x = jnp.asarray(np.random.default_rng(3).standard_normal((4, 12, 12, 3)), jnp.float32)
+    results = {}
+    for choice in ("xla", "cpu_tuned"):
+        model = DistillationModel(build_submodels(cfg, 10), kernels=choice)
+        variables = model.init_variables(jax.random.PRNGKey(0), x)
+        params, stats = {"Student": variables["Student"]["params"]}, {"Student": variables["Student"]["batch_stats"]}
+
+        def loss(p):
+            out, new_stats = model.apply(p, stats, {}, x, train=True, rng=jax.random.PRNGKey(1))
+            return jnp.sum(out["Student"]["logits"] * jnp.arange(10.0)), (out, new_stats)
+
+        traced = str(jax.make_jaxpr(lambda p: loss(p)[0])(params))
+        assert ("custom_vjp_call" in traced) == (choice == "cpu_tuned")
+        (_, (out, new_stats)), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        results[choice] = (out, new_stats, grads)
+    for a, b in zip(jax.tree.leaves(results["cpu_tuned"]), jax.tree.leaves(results["xla"])):
+        scale = float(np.max(np.abs(b))) or 1.0
+        np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=1e-5)
 
 
 def test_compile_then_release_is_the_jitted_step():
