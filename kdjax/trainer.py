@@ -117,7 +117,14 @@ class Trainer:
             cached=(self.cache.model,) if self.cache else (), gather_params=par.gather_params),
             par.shardings_of(state), par.shardings_of(frozen))
         release_host_memory(clear_jax_caches=True)  # initialisation's executables and garbage (host_memory.py)
-        return compile_then_release(train_step), state, frozen
+        return compile_then_release(train_step, on_compiled=self._check_memory), state, frozen
+
+    def _check_memory(self, compiled):
+        """Before the first step runs: refuse a step XLA estimates larger than the devices' free memory."""
+        from kdjax.runtime.compiled import memory
+        from kdjax.runtime.device_memory import check_fits
+
+        check_fits(memory(compiled), self.config, arguments_resident=True, what=f"[{self.desc}] the train step")
 
     def _jit_eval_step(self, state, frozen):
         par = self.parallel

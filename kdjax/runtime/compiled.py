@@ -155,18 +155,18 @@ class Collective:
 
 
 def collectives(hlo_text: str) -> List[Collective]:
-    """Every collective of a compiled module's text (`compiled.as_text()`), async pairs counted once (-start)."""
+    """Every collective of a compiled module's text (`compiled.as_text()`); an async pair is counted once, at its
+    -start, by its results."""
     found = []
     for line in hlo_text.splitlines():
         m = _OP.search(line)
         if not m:
             continue
-        result_type = m.group(1)
-        if m.group(3):  # an async start's result is a tuple (operands, results, ...): take the last array(s)
-            arrays = _ARRAY.findall(result_type)
-            arrays = arrays[len(arrays) // 2:] if arrays else arrays
-        else:
-            arrays = _ARRAY.findall(result_type)
+        arrays = _ARRAY.findall(m.group(1))
+        if m.group(3) and m.group(2) in ("all-gather", "all-to-all"):  # async start: (operands..., results...)
+            arrays = arrays[len(arrays) // 2:]
+        elif m.group(3) and m.group(2) == "collective-permute":   # (operand, result, context scalars)
+            arrays = arrays[1:2]
         shapes = tuple((d, tuple(int(x) for x in dims.split(",") if x)) for d, dims in arrays)
         found.append(Collective(m.group(2), shapes, line.strip()))
     return found

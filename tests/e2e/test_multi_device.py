@@ -23,10 +23,10 @@ RTOL, ATOL = 2e-4, 2e-5
 
 _RUN = r"""
 import json, sys
-sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r})
+sys.path.insert(0, {repo!r}); sys.path.insert(0, {tests!r}); sys.path.insert(0, {tests!r} + "/e2e")
 import jax
 from kdjax import trainer as phase_lib, train
-import test_scale
+import test_multi_device
 seen = {{}}
 build = phase_lib.Trainer.build_train_step
 def recording(self, *a, **k):
@@ -36,7 +36,7 @@ def recording(self, *a, **k):
                 leaves=len(jax.tree.leaves(state.params)))
     return out
 phase_lib.Trainer.build_train_step = recording
-result = train.run(test_scale.config({teacher!r}, **json.loads({overrides!r})), {workdir!r})
+result = train.run(test_multi_device.config({teacher!r}, **json.loads({overrides!r})), {workdir!r})
 print(json.dumps(dict(seen, devices=jax.device_count(), result=result)))
 """
 
