@@ -31,7 +31,8 @@ def _check(tmp_path, *flags, env=None):
 
 
 def test_check_prints_models_features_losses_mesh_flops_and_memory(tmp_path):
-    out = _check(tmp_path, "--config.models.Student.capture=('blocks[2]',)", "--config.models.Teacher.init=/nonexistent")
+    out = _check(tmp_path, "--config.models.Student.capture=('blocks[2]',)",
+                 "--config.models.Teacher.init=/nonexistent")
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert f"Student: convnet_student, {STUDENT_PARAMS:,} params, trained, exported" in text

@@ -63,7 +63,8 @@ for case, (path, preset, shape) in json.loads({cases!r}).items():
             batch_norms=sum(1 for p, _ in jax.tree_util.tree_leaves_with_path(state.batch_stats)
                             if jax.tree_util.keystr(p).endswith("['mean']")),
             sizes_divisible_by_7=[list(a.shape) for a in arrays if a.size and a.size % 7 == 0])
-        for kind, lowered in (("train", compiled.lower_train_step(trainer)), ("eval", compiled.lower_eval_step(trainer))):
+        for kind, lowered in (("train", compiled.lower_train_step(trainer)),
+                              ("eval", compiled.lower_eval_step(trainer))):
             text = lowered.compile(OPTIONS).as_text()
             out[kind] = [dict(op=x.op, shapes=[[d, list(s)] for d, s in x.shapes], bytes=x.bytes, line=x.line[:400])
                          for x in compiled.collectives(text)]
