@@ -12,6 +12,7 @@
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -192,6 +193,50 @@ def test_a_resnet_trains_the_same_with_either_kernels():
         np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=1e-5)
 
 
+_SPLIT_BN = r"""
+import json, sys
+sys.path.insert(0, {repo!r})
+import flax.linen as nn, jax, jax.numpy as jnp
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from kdjax import kernels
+from kdjax.models.layers import batch_norm
+mesh = jax.make_mesh((8,), ("d",), axis_types=(AxisType.Auto,))
+out = {{}}
+for shape in [(32, 14, 14, 8), (16, 7, 7, 64), (128, 14, 14, 8)]:
+    for name, module, choice in (("zoo", batch_norm(train=True), "cpu_tuned"),
+                                 ("zoo_xla", batch_norm(train=True), "xla"),
+                                 ("flax", nn.BatchNorm(use_running_average=False, momentum=0.9), "xla")):
+        v = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros(shape)))
+        v = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=NamedSharding(mesh, P())), v)
+        x = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=NamedSharding(mesh, P("d")))
+        def f(v, x):
+            def loss(p, x):
+                y, _ = module.apply({{"params": p, "batch_stats": v["batch_stats"]}}, x, mutable=["batch_stats"])
+                return jnp.sum(y * y)
+            return jax.grad(loss, (0, 1))(v["params"], x)
+        with kernels.use(choice):
+            lines = jax.jit(f).lower(v, x).compile().as_text().splitlines()
+        out[f"{{name}}{{list(shape)}}"] = [sum(f" {{op}}(" in ln or f" {{op}}-start(" in ln for ln in lines)
+                                          for op in ("all-gather", "all-reduce")]
+print(json.dumps(out))
+"""
+
+
+def test_zoo_batch_norm_all_reduces_its_statistics_over_a_split_batch():
+    """Issue 15's reproduction: BatchNorm forward + backward on a batch split over 8 simulated devices. The former
+    column-sum view (rows straddling samples) compiled to 4 all-gathers of the activation and 0-2 all-reduces on
+    these shapes; now, under either kernel choice, like flax.linen.BatchNorm: no all-gather, 2 all-reduces of
+    per-channel sums."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", _SPLIT_BN.format(repo=REPO)], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = json.loads(out.stdout.strip().splitlines()[-1])
+    for key, (gathers, reduces) in counts.items():
+        assert gathers == 0, (key, counts)
+        assert reduces == counts["flax" + key[key.index("["):]][1] > 0, (key, counts)
+
+
 def test_compile_then_release_is_the_jitted_step():
     from kdjax.runtime.host_memory import compile_then_release
 
@@ -225,3 +270,9 @@ def test_bench_runs_end_to_end_and_prints_json():
     assert result["batch"] == 8 and result["images_per_s"] > 0 and result["peak_rss_mb"] > 0
     assert result["config"] == "configs/dkd.py"
     assert np.isfinite(result["loss"])
+    # utilisation: XLA's FLOPs of the step, FLOP/s achieved at the median step time, against a measured CPU peak
+    assert result["flops_per_step"] > 0 and result["flops_per_image"] * 8 == pytest.approx(result["flops_per_step"])
+    achieved = result["flops_per_step"] / (result["step_ms_median"] / 1000) / 1e12
+    assert result["achieved_tflops"] == pytest.approx(achieved, rel=0.02, abs=1e-4)
+    assert "matmul" in result["peak_source"] and result["mfu"] == pytest.approx(
+        result["achieved_tflops"] / result["peak_tflops"], rel=0.05, abs=1e-3)
