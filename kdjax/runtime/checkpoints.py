@@ -38,6 +38,7 @@ class PhaseCheckpoints:
         self.keep = max(1, int(keep))
         self.read_only = read_only
         if read_only:
+            logging.getLogger("absl").addFilter(_READ_ONLY_NOTICES)
             options = ocp.CheckpointManagerOptions(read_only=True, create=False)
         else:
             options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True, enable_async_checkpointing=True,
@@ -131,6 +132,19 @@ class PhaseCheckpoints:
             self._prune()
         finally:
             self.manager.close()
+
+
+class _DropReadOnlyNotices(logging.Filter):
+    """Orbax warns, as if something were wrong, whenever a manager is opened read-only ("Given directory is read
+    only", "setting save_interval_steps=0"); evaluation opens it so on purpose, so users never see those two."""
+
+    NOTICES = ("Given directory is read only", "read_only=True, setting save_interval_steps")
+
+    def filter(self, record):
+        return not any(n in str(record.getMessage()) for n in self.NOTICES)
+
+
+_READ_ONLY_NOTICES = _DropReadOnlyNotices()
 
 
 class _quiet_unraisable:
