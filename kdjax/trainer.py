@@ -17,7 +17,7 @@ import numpy as np
 
 from kdjax.weights import export_dir as export_lib
 from kdjax.data import teacher_cache
-from kdjax.config.check import check_model_outputs
+from kdjax.config.check import check_model_outputs, check_teacher_cache
 from kdjax.runtime.checkpoints import PhaseCheckpoints
 from kdjax.data.device_prefetch import DevicePrefetch
 from kdjax.data.pipeline import eval_batches, train_pipeline
@@ -57,7 +57,7 @@ class Trainer:
         self.sample = normalize(jnp.zeros((2,) + tuple(info.image_shape), jnp.uint8), self.mean, self.std)
         check_model_outputs(config, self.model, self.losses, self.sample, self.num_classes)
         # offline distillation: the cached model's logits come with each batch; the train step does not run it
-        cached = teacher_cache.check(config)
+        cached = check_teacher_cache(config)
         self.cache = teacher_cache.TeacherCache(config.teacher_cache) if cached else None
         self.train_model = DistillationModel({n: s for n, s in self.submodels.items() if n != cached}) \
             if cached else self.model

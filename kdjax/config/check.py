@@ -15,7 +15,7 @@ kdjax/runtime/workdir.py.
 
 import dataclasses
 import numbers
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -89,6 +89,7 @@ def check_config(config):
     from kdjax.data.sources import check_data_config
 
     check_data_config(config.data)  # each data source's own fields
+    check_teacher_cache(config)
     _check_losses(config)
 
 
@@ -221,3 +222,73 @@ def check_model_outputs(config, model, losses, sample, num_classes: int):
         losses.shape_check(outputs)
     except ConfigError as e:
         raise _renamed(config, e) from None
+
+
+# ---- teacher cache ---------------------------------------------------------------------------------------------
+
+def check_teacher_cache(config) -> Optional[str]:
+    """The name of the model whose logits `config.teacher_cache` supplies in this config, or None.
+
+    None also for the phase that trains that model itself (init='train' pre-training). Raises a ConfigError
+    naming the field when the cache cannot stand in for the live teacher.
+    """
+    directory = config.get("teacher_cache")
+    if not directory:
+        return None
+    from kdjax.data.teacher_cache import data_identity, read_manifest
+
+    manifest = read_manifest(directory)
+    name = manifest["model"]
+    if name not in config.models:
+        raise ConfigError("teacher_cache", f"{directory} holds logits of model {name!r}, which is not one of the "
+                                           f"models ({', '.join(config.models)})")
+    m = config.models[name]
+    if not m.get("frozen"):
+        if len(config.models) == 1 and config.export_model == name:
+            return None  # pre-training the teacher itself: it must run
+        raise ConfigError(f"models.{name}.frozen", f"teacher_cache holds logits of {name}, so {name} must be a "
+                                                   f"frozen model; a trained model's outputs change every step")
+    if m.arch != manifest["arch"]:
+        raise ConfigError(f"models.{name}.arch", f"{m.arch!r}, but the cache in {directory} was computed by "
+                                                 f"{manifest['arch']!r}")
+    from kdjax.data.augment import canonical_augment
+
+    data = config.data
+    if canonical_augment(str(data.get("augment", "none"))) != "none":
+        raise ConfigError("data.augment", f"{data.augment!r}: a teacher cache holds one view of each image, so "
+                                          f"teacher_cache needs data.augment='none' (or drop teacher_cache)")
+    for field in ("mixup_alpha", "cutmix_alpha"):
+        if float(data.get(field, 0.0) or 0.0) > 0:
+            raise ConfigError(f"data.{field}", "mixes images, so cached teacher logits would not match; set it to 0 "
+                                               "or drop teacher_cache")
+    for field in ("unlabeled_list", "unlabeled_split"):
+        if data.get(field):
+            raise ConfigError(f"data.{field}", "SSLD unlabeled images are not in the teacher cache; drop one of "
+                                               "them")
+    _check_cache_losses(config, name)
+    wanted = data_identity(data)
+    if manifest.get("data") != wanted:
+        diff = sorted(k for k in wanted if wanted[k] != (manifest.get("data") or {}).get(k))
+        raise ConfigError(f"data.{diff[0]}" if diff else "teacher_cache",
+                          f"the cache in {directory} was computed on other data (differs in: {', '.join(diff)}); "
+                          f"rebuild it with python -m kdjax.tools.cache_teacher")
+    if config.get("precision", "float32") != manifest.get("precision", "float32"):
+        raise ConfigError("precision", f"{config.precision!r}, but the cache was computed in "
+                                       f"{manifest.get('precision')!r}; rebuild it or match the precision")
+    return name
+
+
+def _check_cache_losses(config, name: str):
+    from kdjax.losses.entries import input_keys, parse_entries
+
+    names = list(config.losses)
+    for lname, entry in zip(names, parse_entries(list(config.losses.values()))):
+        for unit in entry.units:
+            for side, model in enumerate(unit):
+                if model != name:
+                    continue
+                keys = [k for k in input_keys(entry, side) if k != "logits"]
+                if keys:
+                    raise ConfigError(f"losses.{lname}.{entry.key_fields[side]}",
+                                      f"reads {name}'s {keys[0]!r}, but a teacher cache holds logits only; drop "
+                                      f"teacher_cache to run the teacher live")
