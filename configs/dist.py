@@ -1,6 +1,6 @@
 """DIST (Huang et al., 2022): inter- and intra-class Pearson relations to a frozen teacher.
 
-Seed document 1.2.6, resnet34_distill_resnet18_dist.yaml, line by line:
+PaddleClas' resnet34_distill_resnet18_dist.yaml (ppcls/configs/ImageNet/Distillation/), line by line:
   DistillationGTCELoss weight 1.0 [Student]                       → losses.gt_ce
   DistillationDISTLoss weight 2.0, pairs [Student, Teacher]       → losses.dist (beta=1, gamma=1)
 

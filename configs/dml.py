@@ -1,6 +1,6 @@
 """DML (Zhang et al., CVPR 2018): two models of the same architecture learn from each other; no frozen teacher.
 
-Seed document 1.2.2, PPLCNet_x2_5_dml.yaml, line by line:
+PaddleClas' PPLCNet_x2_5_dml.yaml (ppcls/configs/ImageNet/Distillation/), line by line:
   Teacher PPLCNet_x2_5, not frozen, not pretrained → models.Teacher (frozen=False)
   Student PPLCNet_x2_5, not frozen, not pretrained → models.Student
   DistillationGTCELoss weight 1.0 [Student, Teacher]              → losses.gt_ce

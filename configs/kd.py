@@ -1,6 +1,6 @@
 """KD (Hinton et al., 2015): ground-truth CE + temperature-scaled KL divergence to a frozen teacher.
 
-The seed's KL-divergence entry (as used in its AFD recipe, 1.2.4):
+PaddleClas' KL-divergence entry (as its AFD recipe uses it):
   DistillationGTCELoss weight 1.0 [Student]                       → losses.gt_ce
   DistillationKLDivLoss weight 0.9, T=4, pairs [Student, Teacher] → losses.kd
 

@@ -1,6 +1,6 @@
 """RKD (Park et al., CVPR 2019): distance-wise and angle-wise relations between samples' embeddings.
 
-PaddleClas DistillationRKDLoss (seed document 1.1.3), with ground-truth CE:
+PaddleClas' DistillationRKDLoss, with ground-truth CE:
   DistillationGTCELoss weight 1.0 [Student]                                  → losses.gt_ce
   DistillationRKDLoss weight 1.0, pairs [Student, Teacher], one key pair,
       target_size None (no pooling)                                           → losses.rkd on avg_pool

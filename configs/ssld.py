@@ -1,6 +1,6 @@
 """SSLD (Cui et al., 2021): the DML loss against a frozen teacher, no ground-truth label, unlabeled data welcome.
 
-Seed document 1.2.1, PPLCNet_x2_5_ssld.yaml, line by line:
+PaddleClas' PPLCNet_x2_5_ssld.yaml (ppcls/configs/ImageNet/Distillation/), line by line:
   Teacher ResNet50_vd frozen, pretrained (use_ssld) → models.Teacher (frozen, init)
   Student PPLCNet_x2_5                              → models.Student
   DistillationDMLLoss weight 1.0, pairs [Student, Teacher] → losses.ssld (DML semantics, teacher frozen)

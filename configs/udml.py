@@ -1,6 +1,6 @@
 """UDML (PaddleCV): DML on logits plus an l2 distance between named intermediate features of both models.
 
-Seed document 1.2.3, line by line:
+PaddleClas' UDML recipe (PaddleCV), line by line:
   Teacher/Student PPLCNet_x2_5, not frozen, return_patterns [blocks3..blocks6] → models.*.capture
   DistillationGTCELoss weight 1.0, key logits, [Student, Teacher]  → losses.gt_ce
   DistillationDMLLoss weight 1.0, key logits, pairs [Student, Teacher] → losses.dml

@@ -1,6 +1,6 @@
 """WSL (Zhou et al., ICLR 2021): weighted soft labels, per-sample weights from the student/teacher CE ratio.
 
-Seed document 1.2.8, resnet34_distill_resnet18_wsl.yaml, line by line:
+PaddleClas' resnet34_distill_resnet18_wsl.yaml (ppcls/configs/ImageNet/Distillation/), line by line:
   DistillationGTCELoss weight 1.0 [Student]                       → losses.gt_ce
   DistillationWSLLoss weight 2.5, T=2, pairs [Student, Teacher]   → losses.wsl
 
