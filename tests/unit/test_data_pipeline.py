@@ -163,6 +163,7 @@ def test_resume_through_grain_checkpoint_and_orbax(tmp_path):
     assert_same(take(fresh, 4), expected)
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_batches_and_resume():
     from absl import flags
 
