@@ -170,7 +170,7 @@ class Trainer:
                     # 5. Checkpoint (never a non-finite state); a stop saves the step it stopped at.
                     if cadence.checkpoint(step) or preempt.requested:
                         nonfinite.check(state)
-                        ckpts.save(step, state, host_batches, meta)
+                        ckpts.save(step, state, batches, meta)  # the read-ahead iterator: counts batches taken
                     if preempt.requested and not cadence.last(step):
                         ckpts.wait()
                         runlog.message(f"[{self.desc}] stopping early: saved step {step} in {ckpts.directory}; "

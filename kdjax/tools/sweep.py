@@ -114,8 +114,9 @@ def run_sweep(sweep, workdir: str) -> dict:
     from kdjax.config.check import check
 
     # every method's config is checked before the first run, not hours later when its turn comes
+    placeholder = {name: "/trained/by/the/sweep" for name in ("",) + tuple(_extra_teachers(sweep))}
     for method in sweep.methods:
-        check(method_config(sweep, method, seeds_of(sweep, method)[0], "/checked/later"), splits=(), inits=False)
+        check(method_config(sweep, method, seeds_of(sweep, method)[0], placeholder), splits=(), inits=False)
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     names = sorted({""}.union(*(teachers_needed(sweep, m) for m in sweep.methods)))
