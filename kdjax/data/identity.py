@@ -97,6 +97,8 @@ def reopen_fields(data, kind_name: str, source, split: str) -> dict:
         fields["tfds_data_dir"] = os.path.dirname(inner.location)
     if data.get("num_classes"):
         fields["num_classes"] = int(data.num_classes)
+    if data.get("image_size"):
+        fields["image_size"] = int(data.image_size)
     return fields
 
 

@@ -150,6 +150,8 @@ def _open_list(data, split):
     source = ListFileSource(root, list_path, num_classes=num_classes, threads=int(data.get("num_threads", 2) or 2))
     source.channels = resolve_channels(data, source)
     source.image_shape = (None, None, source.channels)
+    source.location, source.default_data = os.path.abspath(os.path.expanduser(root)), False
+    source.dataset_name = data.get("name") or os.path.basename(source.location.rstrip("/"))
     return source, num_classes, names
 
 
