@@ -52,7 +52,7 @@ class Trainer:
         self.model = DistillationModel(self.submodels)
         self.parallel = make_parallel(config.get("mesh"), config.train.batch_size,
                                       grad_accum_steps=int(config.train.get("grad_accum_steps", 1) or 1))
-        self.mean, self.std = run_normalization(config.data, info)  # config's, or computed from the training images
+        self.mean, self.std = run_normalization(config.data, info, train_source)  # config's, or the training images'
         self.dtype = _compute_dtype(config)
         self.losses = build_losses(list(config.losses.values()))
         self.sample = normalize(jnp.zeros((2,) + tuple(info.image_shape), jnp.uint8), self.mean, self.std)

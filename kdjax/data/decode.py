@@ -66,7 +66,7 @@ def to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
 
 
-def _scaled(values: np.ndarray, origin: str, mode: str) -> np.ndarray:
+def scale_to_uint8(values: np.ndarray, origin: str, mode: str) -> np.ndarray:
     """16-bit / 32-bit integer / float pixel values → uint8 by the range of their type."""
     if mode == "F":
         values = values.astype(np.float64)
@@ -100,7 +100,7 @@ def image_array(img: Image.Image, origin: str) -> np.ndarray:
     elif mode in ("LA", "La"):
         array = np.asarray(img.getchannel(0), np.uint8)
     elif mode in ("I", "F") or mode.startswith("I;16"):
-        array = _scaled(np.asarray(img), origin, mode)
+        array = scale_to_uint8(np.asarray(img), origin, mode)
     else:  # RGBA, CMYK, YCbCr, LAB, HSV, ...: PIL's conversion to RGB
         array = np.asarray(img.convert("RGB"), np.uint8)
     return array[..., None] if array.ndim == 2 else array

@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from kdjax.data.decode import BadImage, _scaled, to_channels
+from kdjax.data.decode import scale_to_uint8, to_channels
 from kdjax.data.labels import label_names_from_file
 from kdjax.data.registry import SourceKind, register_source
 from kdjax.errors import ConfigError, DataError
@@ -86,7 +86,7 @@ class IdxSource:
         if len(images) == 0:
             raise DataError(f"{paths[0]}: the {split!r} split is empty")
         if images.dtype != np.uint8:  # scaled by the range of their type, as the image decoder scales
-            images = _scaled(images, paths[0], "F" if images.dtype.kind == "f" else "I")
+            images = scale_to_uint8(images, paths[0], "F" if images.dtype.kind == "f" else "I")
         self.images = np.ascontiguousarray(to_channels_all(images, channels))
         self.labels = labels.astype(np.int32)
         self.image_shape = self.images.shape[1:]

@@ -8,7 +8,7 @@ passing each field through.
 import dataclasses
 from typing import Optional, Tuple
 
-from kdjax.data.augment import ALIASES, AUGMENTATIONS, AUTO, canonical_augment, resolve_augment
+from kdjax.data.augment import ALIASES, AUGMENTATIONS, AUTO, resolve_augment
 from kdjax.errors import ConfigError
 
 

@@ -37,13 +37,19 @@ def complete(data, info, train_source, test_info=None, log=print):
     return info
 
 
-def run_normalization(data, info):
-    """(mean, std) a Trainer normalises with: the resolved ones, else the config's; neutral for synthetic data
-    (kdjax.tools.bench: nothing was opened)."""
+def run_normalization(data, info, train_source=None):
+    """(mean, std) a Trainer normalises with: the resolved ones (config.check), else the config's, else computed
+    from `train_source` as check computes them (a Trainer built from open_source alone); neutral only for synthetic
+    data (kdjax.tools.bench opens nothing)."""
     if getattr(info, "mean", None) is not None:
         return tuple(info.mean), tuple(info.std)
     mean, std, _ = normalization(data, None, int(info.image_shape[-1]))
-    return (mean, std) if mean is not None else ((0.0,), (1.0,))
+    if mean is not None:
+        return mean, std
+    if train_source is not None:
+        complete(data, info, train_source, log=None)
+        return tuple(info.mean), tuple(info.std)
+    return (0.0,), (1.0,)  # synthetic batches
 
 
 def eval_crop_ratio(source) -> float:

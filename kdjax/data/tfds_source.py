@@ -9,8 +9,8 @@ from typing import Optional
 
 import numpy as np
 
-from kdjax.data.decode import BadImage, to_channels
-from kdjax.data.decoded import EncodedImages, Unreadable, resolve_channels
+from kdjax.data.decode import to_channels
+from kdjax.data.decoded import EncodedImages, resolve_channels
 from kdjax.data.labels import label_names_from_file
 from kdjax.data.registry import SourceKind, register_source
 from kdjax.errors import ConfigError, DataError

@@ -33,8 +33,9 @@ def _identity(config, dataset=None) -> dict:
     out = {k: d.get(k) for k in _IDENTITY_FIELDS}
     out["data"] = {k: d["data"].get(k) for k in _IDENTITY_DATA}
     out["train"] = {k: d["train"].get(k) for k in _IDENTITY_TRAIN}
-    if dataset:  # what was read (name, route, location, sizes, fingerprints) and the normalisation it computed
-        out["dataset"] = {k: v for k, v in dataset.items() if k != "reopen"}
+    if dataset:  # what was read (sizes, fingerprints of the contents, classes) and the normalisation it computed;
+        # not where it lies: the same images moved or read through another route are the same run's data
+        out["dataset"] = {k: v for k, v in dataset.items() if k not in ("reopen", "location", "route", "name")}
     return out
 
 
