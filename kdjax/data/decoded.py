@@ -50,8 +50,9 @@ class EncodedImages:
         return 0 if self._labels is None else len(self._labels)
 
     def in_memory_images(self):
-        """The decoded uint8 [n, H, W, C] array when the whole split was decoded at one size, else None."""
-        return self._images if isinstance(self._images, np.ndarray) and self.decoded == len(self) else None
+        """The decoded uint8 [decoded, H, W, C] array when the split (or its first records) was decoded at one size
+        and every image could be decoded, else None."""
+        return self._images if isinstance(self._images, np.ndarray) and not self._failed else None
 
     def __getitem__(self, index):
         return self._getitems([int(index)])[0]
