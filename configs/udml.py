@@ -16,6 +16,7 @@ from kdjax.config.presets import imagenet, unknown_preset
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_student", capture=["blocks[0]", "blocks[1]", "blocks[2]"])
     c.models.Student = model_entry("convnet_student", capture=["blocks[0]", "blocks[1]", "blocks[2]"])
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student", "Teacher"], key="logits")

@@ -9,6 +9,7 @@ import ml_collections
 
 from kdjax.config.check import check
 from kdjax.config.defaults import loss_entry
+from kdjax.data.preprocess import record
 from kdjax.errors import ConfigError
 from kdjax.runtime.distributed import barrier
 from kdjax.runtime.workdir import check_workdir, move_aside
@@ -77,7 +78,7 @@ def run(config, workdir: str, restart: bool = False) -> dict:
         move_aside(workdir)
     barrier("kdjax_workdir_moved")
     os.makedirs(workdir, exist_ok=True)
-    check_workdir(config, workdir)
+    check_workdir(config, workdir, dataset=record(info))  # the data read, its computed mean/std
     barrier("kdjax_config_written")
 
     pretrained = {}
@@ -98,7 +99,8 @@ def run(config, workdir: str, restart: bool = False) -> dict:
     result = phase.train(os.path.join(workdir, "export"))
     if result.get("preempted"):
         return result
-    summary = {"eval": result, "export_dir": os.path.join(workdir, "export"), "pretrained": pretrained}
+    summary = {"eval": result, "export_dir": os.path.join(workdir, "export"), "pretrained": pretrained,
+               "dataset": record(info)}
     if is_main:
         print(summary_table(config, result, summary["export_dir"]), flush=True)
         with open(os.path.join(workdir, "summary.json"), "w") as f:

@@ -21,6 +21,7 @@ from kdjax.config.check import check_model_outputs, check_teacher_cache
 from kdjax.runtime.checkpoints import PhaseCheckpoints
 from kdjax.data.device_prefetch import DevicePrefetch
 from kdjax.data.pipeline import eval_batches, train_pipeline
+from kdjax.data.preprocess import export_fields, run_normalization
 from kdjax.models.distillation import DistillationModel, build_submodels, normalize
 from kdjax.runtime.host_memory import compile_then_release, release_host_memory
 from kdjax.weights.init import check_variables_match, load_init
@@ -51,7 +52,7 @@ class Trainer:
         self.model = DistillationModel(self.submodels)
         self.parallel = make_parallel(config.get("mesh"), config.train.batch_size,
                                       grad_accum_steps=int(config.train.get("grad_accum_steps", 1) or 1))
-        self.mean, self.std = tuple(config.data.mean), tuple(config.data.std)
+        self.mean, self.std = run_normalization(config.data, info, train_source)  # config's, or the training images'
         self.dtype = _compute_dtype(config)
         self.losses = build_losses(list(config.losses.values()))
         self.sample = normalize(jnp.zeros((2,) + tuple(info.image_shape), jnp.uint8), self.mean, self.std)
@@ -287,7 +288,8 @@ class Trainer:
         sub = self.submodels[name]
         kwargs = {k: v for k, v in sub.kwargs.items() if k != "num_classes"}
         spec = export_lib.make_spec(sub.arch, kwargs, self.num_classes, self.info.image_shape, self.mean, self.std,
-                                    self.info.label_names, model_name=name, dataset=self.config.data.name)
+                                    self.info.label_names, model_name=name,
+                                    **export_fields(self.info, self.test_source))  # identity, eval preprocessing
         export_lib.save_export(export_dir, variables, spec)
 
 

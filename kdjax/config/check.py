@@ -36,24 +36,37 @@ class Checked:
     num_classes: int = 0
 
 
-def check(config, *, splits: Sequence[str] = ("train", "test"), inits: bool = True) -> Checked:
+def check(config, *, splits: Sequence[str] = ("train", "test"), inits: bool = True, channels: int = 0) -> Checked:
     """Every check of `config` (see the module docstring); opens the data `splits` it names ("train", "test") and
     returns them. `splits=()` checks the config alone (e.g. bench's synthetic data); `inits=False` skips the init
-    files (bench replaces missing ones by random weights)."""
+    files (bench replaces missing ones by random weights). The test split gets the training split's channels
+    (`channels`: an export's, when only the test split is opened); with the training split opened, `info` also
+    carries the normalisation (data.mean/std, or computed from the training images) and both splits' identity."""
     check_config(config)
     if not splits:
         return Checked()
+    from kdjax.data.preprocess import complete
     from kdjax.data.sources import open_source
 
-    opened, info = {}, None
+    opened, infos = {}, {}
     for split in splits:
-        opened[split], split_info = open_source(config.data, split)
-        info = info or split_info
+        opened[split], infos[split] = open_source(config.data, split, channels=channels)
+        channels = channels or int(infos[split].image_shape[-1])
+    info = infos[splits[0]]
+    if "train" in opened:
+        complete(config.data, info, opened["train"], infos.get("test"), log=_log_main)
     check_data(config, info, **opened)
     num_classes = int(config.data.get("num_classes") or info.num_classes)
     if inits:
         check_inits(config, num_classes)
     return Checked(train=opened.get("train"), test=opened.get("test"), info=info, num_classes=num_classes)
+
+
+def _log_main(message: str):
+    import jax
+
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def _is_number(value) -> bool:
@@ -84,7 +97,11 @@ def check_config(config):
         weight = entry.get("weight", 1.0) if hasattr(entry, "get") else 1.0  # (not a dict: _check_losses says so)
         if not _is_number(weight):
             raise ConfigError(f"losses.{name}.weight", f"must be a finite number (e.g. 1.0), got {weight!r}")
-    if len(config.data.mean) != len(config.data.std):
+    mean, std = config.data.get("mean") or (), config.data.get("std") or ()
+    if bool(mean) != bool(std):
+        raise ConfigError("data.std" if mean else "data.mean", "set both data.mean and data.std, or neither (then "
+                                                               "both are computed from the training images)")
+    if len(mean) != len(std):
         raise ConfigError("data.std", "data.mean and data.std must have one value per channel")
     from kdjax.data.sources import check_data_config
 

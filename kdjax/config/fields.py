@@ -54,9 +54,11 @@ def optional_text(v):
     return None if v is None or isinstance(v, str) else f"must be a string or None, got {v!r}"
 
 
-def floats(length=None, lo=None, lo_open=False) -> Check:
-    """A tuple/list of finite numbers (of `length`), each above `lo`."""
+def floats(length=None, lo=None, lo_open=False, allow_empty=False) -> Check:
+    """A tuple/list of finite numbers (of `length`), each above `lo`; empty only with `allow_empty` (= not set)."""
     def check(v):
+        if allow_empty and isinstance(v, (list, tuple)) and not v:
+            return None
         if not isinstance(v, (list, tuple)) or (length is not None and len(v) != length) or not v:
             return f"must be a list of {length or 'one or more'} numbers, got {v!r}"
         for x in v:
@@ -94,7 +96,8 @@ FIELDS: Dict[str, Check] = {
     "data.test_list": text, "data.label_names_file": optional_text, "data.unlabeled_list": optional_text,
     "data.unlabeled_split": optional_text, "data.unlabeled_ratio": number(0, 1, lo_open=True),
     "data.num_classes": NON_NEGATIVE_INT, "data.train_limit": NON_NEGATIVE_INT, "data.test_limit": NON_NEGATIVE_INT,
-    "data.mean": floats(), "data.std": floats(lo=0, lo_open=True), "data.augment": text,
+    "data.mean": floats(allow_empty=True), "data.std": floats(lo=0, lo_open=True, allow_empty=True),
+    "data.augment": text, "data.channels": one_of(0, 1, 3), "data.decode_once_mb": NON_NEGATIVE,
     "data.image_size": NON_NEGATIVE_INT, "data.eval_crop_ratio": number(0, 1, lo_open=True),
     "data.crop_scale": floats(2, lo=0, lo_open=True), "data.mixup_alpha": NON_NEGATIVE,
     "data.cutmix_alpha": NON_NEGATIVE, "data.skip_bad_images": boolean, "data.num_threads": POSITIVE_INT,

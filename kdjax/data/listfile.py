@@ -11,7 +11,9 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from kdjax.data.decode import BadImage, read_image_file
+from kdjax.data.decode import BadImage, read_file
+from kdjax.data.decoded import EncodedImages, Unreadable, resolve_channels
+from kdjax.data.labels import label_names_from_file
 from kdjax.data.registry import SourceKind, register_source
 from kdjax.errors import ConfigError, DataError
 
@@ -85,18 +87,21 @@ def read_label_names(path: str, num_classes: int) -> List[str]:
     return names
 
 
-class ListFileSource:
+class ListFileSource(EncodedImages):
     """Random-access records {"image": uint8 HWC, "label": int32} decoded from the files a list names.
 
-    Images keep their own size (`image_shape` is (None, None, 3)); the pipeline resizes them per record.
+    Images keep their own size (`image_shape` is (None, None, channels)); the pipeline resizes them per record.
+    `channels` 0 decodes each image to its own channels; `open_source` resolves it for a split (kdjax/data/labels.py).
+    Batches are decoded in a thread pool, or the split once into memory (kdjax/data/decoded.py).
     """
 
-    image_shape = (None, None, 3)
-
-    def __init__(self, root: Optional[str], list_path: str, *, num_classes: int, labeled: bool = True):
+    def __init__(self, root: Optional[str], list_path: str, *, num_classes: int, labeled: bool = True,
+                 channels: int = 0, threads: int = 2):
         self.root = root or ""
         self.list_path = resolve(root, list_path)
         self.num_classes = num_classes
+        self.channels, self.threads = int(channels), int(threads)
+        self.image_shape = (None, None, self.channels or 3)
         self._paths, self.labels, self._lines = parse_list(self.list_path, num_classes=num_classes,
                                                            labeled=labeled)
         self.description = f"list {self.list_path} ({len(self.labels)} images under {self.root or '.'})"
@@ -112,22 +117,21 @@ class ListFileSource:
 
     def encoded(self, index: int) -> bytes:
         """The file's bytes as stored (prepare_data copies them into ArrayRecord without re-encoding)."""
-        try:
-            with open(self.path(index), "rb") as f:
-                return f.read()
-        except OSError as e:
-            raise BadImage(self.origin(index), f"cannot read the image file ({e.strerror or e})") from None
+        return read_file(self.path(index), self.origin(index))
 
-    def __getitem__(self, index):
-        index = int(index)
-        image = read_image_file(self.path(index), self.origin(index))
-        return {"image": image, "label": self.labels[index]}
+    def _fetch(self, indices):
+        out = []
+        for i in indices:
+            try:
+                out.append((self.encoded(i), self.labels[i], self.origin(i)))
+            except BadImage as e:
+                out.append(Unreadable(e))
+        return out
 
 
 def _num_classes_for_lists(data) -> Tuple[int, Optional[List[str]]]:
-    names_file = data.get("label_names_file")
     num_classes = int(data.get("num_classes") or 0)
-    names = read_label_names(resolve(data.get("root"), names_file), num_classes) if names_file else None
+    names = label_names_from_file(data, num_classes, data.get("root"))
     num_classes = num_classes or (len(names) if names else 0)
     if num_classes <= 0:
         raise ConfigError("data.num_classes", "list files need the number of classes: set data.num_classes (or "
@@ -143,7 +147,12 @@ def _open_list(data, split):
         raise DataError(f"image root {root} (config.data.root) does not exist")
     list_path = data.get(f"{split}_list") or ("train_list.txt" if split == "train" else "val_list.txt")
     num_classes, names = _num_classes_for_lists(data)
-    return ListFileSource(root, list_path, num_classes=num_classes), num_classes, names
+    source = ListFileSource(root, list_path, num_classes=num_classes, threads=int(data.get("num_threads", 2) or 2))
+    source.channels = resolve_channels(data, source)
+    source.image_shape = (None, None, source.channels)
+    source.location, source.default_data = os.path.abspath(os.path.expanduser(root)), False
+    source.dataset_name = data.get("name") or os.path.basename(source.location.rstrip("/"))
+    return source, num_classes, names
 
 
 def _open_unlabeled(data):

@@ -28,11 +28,14 @@ def move_aside(workdir: str) -> str:
     return target
 
 
-def _identity(config) -> dict:
+def _identity(config, dataset=None) -> dict:
     d = json.loads(config.to_json())
     out = {k: d.get(k) for k in _IDENTITY_FIELDS}
     out["data"] = {k: d["data"].get(k) for k in _IDENTITY_DATA}
     out["train"] = {k: d["train"].get(k) for k in _IDENTITY_TRAIN}
+    if dataset:  # what was read (sizes, fingerprints of the contents, classes) and the normalisation it computed;
+        # not where it lies: the same images moved or read through another route are the same run's data
+        out["dataset"] = {k: v for k, v in dataset.items() if k not in ("reopen", "location", "route", "name")}
     return out
 
 
@@ -54,13 +57,14 @@ def _has_progress(workdir: str) -> bool:
     return False
 
 
-def check_workdir(config, workdir: str):
-    """Record the run's config in the workdir; refuse a workdir that holds a run of another config.
+def check_workdir(config, workdir: str, dataset: dict = None):
+    """Record the run's config (and `dataset`: what it reads, kdjax/data/preprocess.py `record`) in the workdir;
+    refuse a workdir that holds a run of another config or on other data.
 
     A workdir whose earlier attempt never got to train (config.json only: it failed on bad input) is reused.
     """
     path = os.path.join(workdir, "config.json")
-    mine = _identity(config)
+    mine = _identity(config, dataset)
     if os.path.isfile(path):
         try:
             with open(path) as f:

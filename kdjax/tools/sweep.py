@@ -181,13 +181,19 @@ def _describe(entry) -> str:
     return f"{entry.weight:g}×{entry.type}" + (f"({params})" if params else "")
 
 
+def _data_name(data) -> str:
+    """data.name, or (unset) the named folder's name, or the default data's."""
+    named = next((data.get(f) for f in ("data_dir", "root", "tfds_data_dir") if data.get(f)), "")
+    return data.get("name") or (os.path.basename(os.path.normpath(named)) if named else "fashion_mnist")
+
+
 def write_report(sweep, results: dict, workdir: str):
     base = np.asarray(results["methods"]["baseline"]["top1"]) if "baseline" in results["methods"] else None
     lines = ["# Distillation benchmark", "",
              f"Teacher `{sweep.teacher.arch}`: top-1 {100 * results['teacher']['top1']:.2f}%. "
              f"Student `{sweep.student.arch}` under each method, {len(sweep.seeds)} seeds "
              f"({', '.join(map(str, sweep.seeds))}), {sweep.base.train.epochs:g} epochs, batch "
-             f"{sweep.base.train.batch_size}, data `{sweep.base.data.name}`."
+             f"{sweep.base.train.batch_size}, data `{_data_name(sweep.base.data)}`."
              + "".join(f" Extra teacher {name} (`{t['arch']}`, frozen model {name} of the methods that name it): "
                        f"top-1 {100 * t['top1']:.2f}%." for name, t in results.get("extra_teachers", {}).items()),
              "",
