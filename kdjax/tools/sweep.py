@@ -117,7 +117,15 @@ def run_sweep(sweep, workdir: str) -> dict:
     for method in sweep.methods:
         check(method_config(sweep, method, seeds_of(sweep, method)[0], "/checked/later"), splits=(), inits=False)
     workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
+    from kdjax.runtime.lock import WorkdirLock
+
+    with WorkdirLock(workdir):  # one sweep per workdir (each of its runs also locks its own folder)
+        return _sweep_locked(sweep, workdir)
+
+
+def _sweep_locked(sweep, workdir: str) -> dict:
+    from kdjax import train
+
     names = sorted({""}.union(*(teachers_needed(sweep, m) for m in sweep.methods)))
     for name in names:
         directory = teacher_dir(workdir, name)
