@@ -20,6 +20,7 @@ _FROM_DATASET = cli_flags.DEFINE_integer("from_dataset", 0, "Write this many tes
 _SAMPLES_DIR = cli_flags.DEFINE_string("samples_dir", None, "Where --from_dataset writes (default: EXPORT_DIR/../samples).")
 _BATCH = cli_flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 
+MAX_PIXELS = 20_000 * 20_000  # as kdjax/data/decode.py: larger images are refused, not decoded into many GB
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -46,10 +47,15 @@ def load_image(path: str, input_size) -> np.ndarray:
     h, w, c = input_size
     try:
         with Image.open(path) as img:
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise DataError(f"{path}: the image is {img.size[0]}×{img.size[1]} pixels, more than kdjax decodes "
+                                f"({MAX_PIXELS:,}); downscale it first")
             img = img.convert("L" if c == 1 else "RGB")
             if img.size != (w, h):
                 img = img.resize((w, h), Image.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
+    except Image.DecompressionBombError as e:  # PIL refuses it before kdjax sees its size
+        raise DataError(f"{path}: the image is too large to decode ({e}); downscale it first") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:  # PIL's ways to say "broken"
         raise DataError(f"{path}: cannot decode this image ({type(e).__name__}: {e}); give readable "
                         f"PNG/JPEG/BMP/GIF/WebP/TIFF files") from None
@@ -63,6 +69,7 @@ def write_dataset_samples(spec: dict, count: int, directory: str):
 
     from kdjax.config.defaults import base_config
     from kdjax.data.sources import open_source
+    from kdjax.runtime.preemption import writing
 
     data = base_config().data
     data.name = spec.get("dataset", data.name)
@@ -75,7 +82,11 @@ def write_dataset_samples(spec: dict, count: int, directory: str):
         tag = names[label] if names else str(label)
         safe = "".join(ch if ch.isalnum() else "_" for ch in tag)
         img = np.asarray(rec["image"])
-        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(os.path.join(directory, f"{i:03d}_{safe}.png"))
+        path = os.path.join(directory, f"{i:03d}_{safe}.png")
+        tmp = f"{path}.tmp-{os.getpid()}"  # complete files only, also when stopped half-way
+        with writing():
+            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(tmp, format="PNG")
+            os.replace(tmp, path)
     return directory
 
 
@@ -104,10 +115,17 @@ def predict(export_dir: str, files, topk: int = 5, batch_size: int = 32):
 def main(argv):
     from absl import logging as absl_logging
 
-    from kdjax.errors import KdjaxError
+    from kdjax.errors import ConfigError, KdjaxError
+    from kdjax.runtime import preemption
     from kdjax.weights.export_dir import load_spec
 
     absl_logging.set_verbosity(absl_logging.WARNING)
+    preemption.listen_for_sigterm()  # read-only: a SIGTERM ends it at once, exit 0
+    for flag in (_TOPK, _BATCH):
+        if flag.value is None or flag.value < 1:
+            raise ConfigError("", f"--{flag.name} must be a whole number >= 1, got {flag.value}")
+    if _FROM_DATASET.value is not None and _FROM_DATASET.value < 0:
+        raise ConfigError("", f"--from_dataset must be >= 0, got {_FROM_DATASET.value}")
     if not _EXPORT.value:
         raise KdjaxError("--export_dir is required (e.g. WORKDIR/export)")
     spec = load_spec(_EXPORT.value)
