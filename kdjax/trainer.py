@@ -29,6 +29,7 @@ from kdjax.data.indexed import IndexedRecords
 from kdjax.steps import build_optimizer
 from kdjax.runtime.mesh import make_parallel
 from kdjax.runtime.loop import Cadence, DataWait, NonFinitePolicy
+from kdjax.runtime.oserrors import close_all
 from kdjax.runtime.preemption import Preemption
 from kdjax.runtime.run_log import RunLog
 from kdjax.steps import LOSS_PARAMS, cached_key, create_state, make_eval_step, make_train_step
@@ -177,9 +178,7 @@ class Trainer:
                                        f"run the same command again to resume")
                         return {"preempted": True, "step": step}
         finally:
-            ckpts.close()
-            runlog.close()
-            batches.close()  # reader threads / worker processes
+            close_all(ckpts, runlog, batches)  # each one even if another fails; reader threads / worker processes
         elapsed = time.perf_counter() - loop_start
         if last_eval is None:  # resumed at the last step
             last_eval = self.evaluate(state, frozen, eval_step)
