@@ -226,7 +226,7 @@ def test_restart_with_bad_input_moves_nothing(finished):
 
 
 def test_workdir_whose_first_attempt_failed_is_reused(finished, tmp_path):
-    from kdjax.config.check import check_workdir
+    from kdjax.runtime.workdir import check_workdir
 
     other = finished.config()
     other.optim.lr = 0.05
