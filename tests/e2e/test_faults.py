@@ -1,0 +1,667 @@
+"""Faults of every kind through the real CLI (issue 17): one writer per workdir, atomic exports, a finished run left
+alone, a resume that notices another teacher or other data, input files checked before training, and every OS-level
+failure (disk full, read-only, permission, a workdir that is a file, a busy mount) as one line, exit code 2, with
+what is saved; SIGTERM ends any mode promptly with exit code 0. Each test checks that no checkpoint or export was
+lost and that no partial file was left.
+
+Disk full is a real one: a small tmpfs mounted in a user+mount namespace (`unshare --user --map-root-user
+--mount`), filled at the chosen moment, so Orbax's C++ (TensorStore) writes get ENOSPC from the kernel exactly as
+on a full disk. RLIMIT_FSIZE would give EFBIG and SIGXFSZ instead, and an OSError injected in Python cannot reach
+TensorStore's writes; the injected variant still runs (`test_orbax_failure_text_is_one_line`) where namespaces are
+not allowed. Read-only is a read-only bind mount in such a namespace; permission denied is a chmod, run without
+CAP_DAC_OVERRIDE (`setpriv`) when the tests run as root.
+
+The finished tiny run of test_bad_input is shared (copied, never changed); CLI processes share its compilation cache.
+"""
+
+import errno
+import json
+import os
+import random
+import shlex
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import types
+import zlib
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from test_bad_input import TOTAL, compile_cache, finished_run, listing, write_teacher  # noqa: F401
+
+ERROR = "kdjax: error:"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, compile_cache):
+    return finished_run(tmp_path_factory, compile_cache)
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+
+def kdjax(finished, workdir, *args, module="kdjax.main", timeout=400, prefix=()):
+    """`python -m kdjax.main --config=<tiny> --workdir=W ARGS` (or another module with ARGS only)."""
+    argv = [f"--config={finished.config_file}", f"--workdir={workdir}"] if module == "kdjax.main" else []
+    return subprocess.run([*prefix, sys.executable, "-m", module, *argv, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env=finished.env)
+
+
+def one_line(out, *expected, prefix=ERROR):
+    """Exit code 2, no traceback, exactly one error line holding every `expected` text; returns the line."""
+    assert out.returncode == 2, (out.returncode, out.stderr[-3000:])
+    assert "Traceback" not in out.stderr and "jax._src" not in out.stderr, out.stderr[-3000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith(prefix)]
+    assert len(lines) == 1, out.stderr[-3000:]
+    for part in expected:
+        assert part in lines[0], lines[0]
+    return lines[0]
+
+
+def copy_run(finished, dest, *, unfinished=False):
+    """A copy of the finished run; `unfinished`: without summary.json, so a rerun resumes (at the last step)."""
+    shutil.copytree(finished.workdir, dest)
+    if unfinished:
+        os.remove(os.path.join(dest, "summary.json"))
+    return dest
+
+
+def leftovers(root):
+    """Partial files a failed or killed write could leave: temporaries, empty files, Orbax tmp directories."""
+    found = []
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            if ".tmp" in name or "orbax-checkpoint-tmp" in name or name.endswith(".old"):
+                found.append(path)
+            elif name in files and os.path.getsize(path) == 0 and name != "LOCK":
+                found.append(path)
+    return found
+
+
+def same_export(a, b):
+    from kdjax.weights.export_dir import load_export
+
+    va, sa = load_export(str(a))
+    vb, sb = load_export(str(b))
+    la, lb = _leaves(va), _leaves(vb)
+    return sa == sb and len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb))
+
+
+def _leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
+def _userns() -> bool:
+    try:
+        return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+USERNS = _userns()
+needs_userns = pytest.mark.skipif(not USERNS, reason="user+mount namespaces (unshare -rm) are not available here")
+
+
+def in_namespace(finished, script, timeout=600):
+    """Run a shell script as root of a new user+mount namespace (its mounts vanish with it)."""
+    env = dict(finished.env, PYTHONPATH=os.pathsep.join(filter(None, [REPO, finished.env.get("PYTHONPATH")])))
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def kdjax_sh(finished, workdir, *args, out="out"):
+    """The shell line that runs kdjax.main on `workdir` (inside a namespace script): stdout to `out`, stderr to
+    `out`.err, the exit code to `out`.rc (read back with ns_result)."""
+    argv = [sys.executable, "-m", "kdjax.main", f"--config={finished.config_file}", f"--workdir={workdir}", *args]
+    return f"{' '.join(map(shlex.quote, argv))} > {out} 2> {out}.err; echo $? > {out}.rc"
+
+
+def ns_result(directory, name):
+    return types.SimpleNamespace(returncode=int((directory / f"{name}.rc").read_text()),
+                                 stdout=(directory / name).read_text(), stderr=(directory / f"{name}.err").read_text())
+
+
+def with_teacher(finished, tmp_path, teacher):
+    """The tiny config with its teacher init at `teacher` (a config file and env for `kdjax`)."""
+    config = tmp_path / "tiny_teacher.py"
+    config.write_text(finished.config_file.read_text().replace(repr(finished.teacher), repr(str(teacher))))
+    return types.SimpleNamespace(config_file=config, env=finished.env)
+
+
+# ---- one writer per workdir ------------------------------------------------------------------------------------
+
+def test_a_second_run_on_a_busy_workdir_is_refused(finished, tmp_path):
+    """The finding: two runs 2 s apart on one workdir (tracebacks, steps logged twice). The second is refused in
+    one line naming the first; the first goes on undisturbed (here stopped by SIGTERM: exit 0, checkpointed)."""
+    wd = tmp_path / "run"
+    longer = "--config.train.epochs=20"  # still running when the second arrives
+    first = subprocess.Popen([sys.executable, "-m", "kdjax.main", f"--config={finished.config_file}",
+                              f"--workdir={wd}", longer], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=finished.env)
+    deadline = time.time() + 300
+    while not (wd / "config.json").exists():  # written once the lock is held
+        assert first.poll() is None and time.time() < deadline, first.communicate()[1][-3000:]
+        time.sleep(0.1)
+    second = kdjax(finished, wd, longer)
+    one_line(second, f"--workdir={wd} is in use by PID {first.pid} on host", "one run writes a workdir at a time")
+    assert first.poll() is None  # undisturbed
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-3000:]
+    steps = [json.loads(ln)["step"] for ln in (wd / "metrics.jsonl").read_text().splitlines()
+             if '"kind": "train"' in ln]
+    assert steps == sorted(set(steps)), steps  # one writer: no step logged twice
+    assert not leftovers(wd), leftovers(wd)
+
+
+def test_held_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(finished, tmp_path):
+    from kdjax.errors import CheckpointError
+    from kdjax.runtime import lock as lock_lib
+
+    wd = copy_run(finished, tmp_path / "run", unfinished=True)
+    before = listing(wd)
+    with lock_lib.WorkdirLock(str(wd)):
+        out = kdjax(finished, wd)
+        one_line(out, f"--workdir={wd} is in use by PID {os.getpid()} on host", "one run writes a workdir at a time")
+        after = listing(wd)
+        after.pop(".lock"), before.pop(".lock", None)  # (its holder's heartbeat touches it)
+        assert after == before
+    # a lock file left by a process that died (flock released by the kernel) is simply taken over
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (wd / ".lock").write_text(json.dumps({"host": os.uname().nodename, "pid": int(dead.stdout), "started": 1.0}))
+    with lock_lib.WorkdirLock(str(wd)) as taken:
+        assert json.loads((wd / ".lock").read_text())["pid"] == os.getpid() and taken.held
+    # another host's lock is trusted while its heartbeat is fresh (flock over NFS may be local only), not after
+    (wd / ".lock").write_text(json.dumps({"host": "gpu-node-7", "pid": 4242, "started": time.time()}))
+    with pytest.raises(CheckpointError, match=r"PID 4242 on host gpu-node-7 .*delete .*\.lock"):
+        lock_lib.WorkdirLock(str(wd)).acquire()
+    stale = time.time() - lock_lib.STALE_S - 60
+    os.utime(wd / ".lock", (stale, stale))
+    with lock_lib.WorkdirLock(str(wd)):
+        assert json.loads((wd / ".lock").read_text())["host"] == os.uname().nodename
+
+
+# ---- a finished run, atomic exports ----------------------------------------------------------------------------
+
+def test_finished_run_run_again_changes_nothing_even_when_killed(finished, tmp_path):
+    wd = copy_run(finished, tmp_path / "run")
+    before = listing(wd)
+    out = kdjax(finished, wd)
+    assert out.returncode == 0 and "already finished" in out.stdout and "Traceback" not in out.stderr, out.stderr
+    assert "Student" in out.stdout and "top-1" in out.stdout  # the summary is shown
+    assert listing(wd) == before  # not a byte, not an mtime
+    rng = random.Random()
+    for _ in range(3):  # SIGKILL at random moments of the no-op rerun
+        p = subprocess.Popen([sys.executable, "-m", "kdjax.main", f"--config={finished.config_file}",
+                              f"--workdir={wd}"], cwd=REPO, env=finished.env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 6.0))
+        p.kill()
+        p.wait()
+        assert listing(wd) == before
+    assert same_export(wd / "export", finished.workdir / "export")
+
+
+EXPORT_LOOP = r'''
+import sys
+import numpy as np
+from kdjax.weights.export_dir import make_spec, save_export
+i = 0
+while True:
+    i += 1
+    save_export(sys.argv[1], {"params": {"w": np.full((64, 1024), i, np.float32)}},
+                make_spec("convnet_student", {}, 10, [28, 28, 1], model_name=str(i)))
+    print(i, flush=True)
+'''
+
+
+def test_export_replacement_survives_sigkill_at_any_moment(finished, tmp_path):
+    """An export is replaced only once the new one is complete: SIGKILL anywhere leaves a loadable export whose
+    spec and variables belong together, and the next save cleans up after the killed one."""
+    from kdjax.weights.export_dir import is_export_dir, load_export, make_spec, save_export
+
+    target = tmp_path / "export"
+    rng = random.Random()
+    for _ in range(4):
+        p = subprocess.Popen([sys.executable, "-c", EXPORT_LOOP, str(target)], cwd=REPO, env=finished.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        first = p.stdout.readline()  # one complete export exists
+        assert first.strip().isdigit()
+        time.sleep(rng.uniform(0.0, 1.5))
+        p.kill()
+        p.wait()
+        assert is_export_dir(str(target))
+        variables, spec = load_export(str(target))
+        assert float(variables["params"]["w"][0, 0]) == float(spec["model_name"])
+    save_export(str(target), {"params": {"w": np.zeros((2, 2), np.float32)}},
+                make_spec("convnet_student", {}, 10, [28, 28, 1], model_name="0"))
+    assert sorted(os.listdir(tmp_path)) == ["export"]  # no export.tmp-PID / export.old left
+
+
+# ---- a run knows what it was built from --------------------------------------------------------------------------
+
+def _other_teacher(path):
+    import jax
+    import jax.numpy as jnp
+
+    from kdjax.models import get_model
+    from kdjax.weights.export_dir import make_spec, save_export
+
+    v = get_model("convnet_teacher", num_classes=10).init(jax.random.PRNGKey(7), jnp.zeros((1, 28, 28, 1)),
+                                                          train=False)
+    save_export(str(path), {k: v[k] for k in ("params", "batch_stats")},
+                make_spec("convnet_teacher", {}, 10, [28, 28, 1], model_name="Teacher"))
+
+
+def test_resume_refuses_another_teacher_or_data_selection(finished, tmp_path):
+    """The finding: the export at the teacher's `init` path replaced mid-run, and data.train_limit changed, both
+    resumed silently. The identity now holds the content of every init and of the data selection."""
+    from kdjax.config.check import check
+    from kdjax.runtime.workdir import identity, record_identity
+
+    wd = copy_run(finished, tmp_path / "run", unfinished=True)
+    teacher = tmp_path / "teacher"
+    shutil.copytree(finished.teacher, teacher)
+    moved = with_teacher(finished, tmp_path, teacher)
+    config = finished.config()
+    with config.unlocked():
+        config.models.Teacher.init = str(teacher)
+    record_identity(str(wd), identity(config, check(config)))  # as if the run had started with the teacher here
+    shutil.rmtree(teacher)
+    _other_teacher(teacher)  # replaced mid-run by another teacher of the same arch
+    before = listing(wd)
+    one_line(kdjax(moved, wd), "config.models.Teacher.init", "holds other weights than when this run started",
+             "--restart", "new --workdir")
+    one_line(kdjax(moved, wd, "--config.data.train_limit=512"), "config.data.train_limit", "1024 there, 512 now",
+             "--restart")
+    assert listing(wd) == before
+
+
+def test_same_teacher_moved_elsewhere_is_the_same_run(finished, tmp_path):
+    from kdjax.runtime.workdir import compare_workdir, identity
+    from kdjax.config.check import check
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(finished.teacher, teacher)
+    config = finished.config()
+    with config.unlocked():
+        config.models.Teacher.init = str(teacher)
+    assert compare_workdir(str(finished.workdir), identity(config, check(config))) == "same"
+
+
+def _png(path, value, size=28):
+    from PIL import Image
+
+    Image.fromarray(np.full((size, size), value, np.uint8)).save(path)
+
+
+@pytest.fixture()
+def list_data(tmp_path):
+    """A tiny PaddleClas list dataset: 40 PNGs, train_list.txt and val_list.txt."""
+    root = tmp_path / "data"
+    (root / "imgs").mkdir(parents=True)
+    lines = []
+    for i in range(40):
+        _png(root / "imgs" / f"{i:03d}.png", i * 6)
+        lines.append(f"imgs/{i:03d}.png {i % 10}")
+    (root / "train_list.txt").write_text("\n".join(lines[:32]) + "\n")
+    (root / "val_list.txt").write_text("\n".join(lines[32:]) + "\n")
+    return root
+
+
+def _list_config(finished, root, **data):
+    config = finished.config()
+    with config.unlocked():
+        config.data.update(dict(source="list", root=str(root), num_classes=10, image_size=28, train_limit=0,
+                                test_limit=0, **data))
+        config.train.batch_size = 8
+    return config
+
+
+def test_bad_validation_list_is_found_before_training(finished, list_data, tmp_path):
+    """The finding: a validation list that only fails at the first evaluation, after an epoch. Now every list is
+    parsed in full and every path checked when the run starts."""
+    val = list_data / "val_list.txt"
+    val.write_text(val.read_text().replace("imgs/035.png", "imgs/035.PNG"))
+    wd = tmp_path / "run"
+    out = kdjax(finished, wd, "--config.data.source=list", f"--config.data.root={list_data}",
+                "--config.data.num_classes=10", "--config.data.image_size=28", "--config.data.train_limit=0",
+                "--config.data.test_limit=0", "--config.train.batch_size=8")
+    one_line(out, f"{val} line 4: {list_data}/imgs/035.PNG does not exist", "data.skip_bad_images")
+    assert not wd.exists()  # nothing written
+
+
+@pytest.mark.parametrize("encoding, expected", [
+    ("utf-16", "is UTF-16 text; kdjax reads UTF-8"),
+    ("latin-1", "line 3 is not UTF-8 text (byte 0xe9 at column 9"),
+    ("utf-8-sig-crlf", None),
+])
+def test_list_file_encodings(finished, list_data, encoding, expected):
+    from kdjax.config.check import check
+    from kdjax.errors import DataError
+
+    lines = (list_data / "train_list.txt").read_text().splitlines()
+    if encoding == "latin-1":
+        os.rename(list_data / "imgs" / "002.png", list_data / "imgs" / "caf\u00e9.png")
+        lines[2] = "imgs/caf\u00e9.png 2"
+        data = "\n".join(lines).encode("latin-1")
+    elif encoding == "utf-16":
+        data = "\n".join(lines).encode("utf-16")
+    else:  # a byte-order mark (the finding: it made the first path wrong) and Windows line ends are fine
+        data = b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
+    (list_data / "train_list.txt").write_bytes(data)
+    config = _list_config(finished, list_data)
+    if expected is None:
+        checked = check(config)
+        assert len(checked.train) == 32 and checked.train.path(0).endswith("imgs/000.png")
+        return
+    with pytest.raises(DataError) as e:
+        check(config)
+    assert str(list_data / "train_list.txt") in str(e.value) and expected in str(e.value), str(e.value)
+
+
+def test_changed_data_behind_the_same_config_is_refused(finished, list_data, tmp_path):
+    from kdjax.config.check import check
+    from kdjax.errors import ConfigError
+    from kdjax.runtime.workdir import compare_workdir, identity, record_identity
+
+    config = _list_config(finished, list_data)
+    wd = tmp_path / "run"
+    (wd / "checkpoints" / "8").mkdir(parents=True)  # a run with progress
+    record_identity(str(wd), identity(config, check(config)))
+    assert compare_workdir(str(wd), identity(config, check(config))) == "same"
+    train = list_data / "train_list.txt"
+    train.write_text(train.read_text().replace("imgs/005.png 5", "imgs/005.png 4"))  # one label edited
+    with pytest.raises(ConfigError, match=r"the train data differ from when this run started \(32 examples"):
+        compare_workdir(str(wd), identity(config, check(config)))
+
+
+# ---- damaged workdir files -------------------------------------------------------------------------------------
+
+def test_damaged_or_missing_config_json_beside_good_checkpoints(finished, tmp_path):
+    wd = copy_run(finished, tmp_path / "run", unfinished=True)
+    (wd / "config.json").write_bytes(b'{"seed": 0, "mod\xff\xfe garbage')
+    before = listing(wd)
+    line = one_line(kdjax(finished, wd), "config.json is damaged", "cannot tell what they were built from",
+                    "--restart", "new --workdir")
+    assert "different config" not in line
+    assert listing(wd) == before
+    os.remove(wd / "config.json")
+    before = listing(wd)
+    line = one_line(kdjax(finished, wd), "no config.json", "put it back", "--restart")
+    assert "different config" not in line
+    assert listing(wd) == before and not (wd / "config.json").exists()  # not rewritten from this command
+
+
+def test_garbage_spec_json_is_one_line(finished, tmp_path):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(finished.teacher, teacher)
+    (teacher / "spec.json").write_bytes(b"\x00\x9c\xffgarbage{")
+    other = with_teacher(finished, tmp_path, teacher)
+    one_line(kdjax(other, tmp_path / "run"), "config.models.Teacher.init", "spec.json is damaged: not valid JSON")
+    assert not (tmp_path / "run").exists()
+    out = kdjax(finished, None, f"--export_dir={teacher}", str(tmp_path), module="kdjax.infer")
+    one_line(out, "spec.json is damaged", prefix="kdjax.infer: error:")
+
+
+def test_stray_bytes_in_metrics_jsonl_do_not_block_a_resume(tmp_path):
+    from kdjax.runtime.run_log import _drop_records_after
+
+    path = tmp_path / "metrics.jsonl"
+    good = [json.dumps({"step": s, "kind": "train", "loss": 1.0}).encode() + b"\n" for s in (1, 2, 3)]
+    path.write_bytes(good[0] + b"\xff\xfe\x00garbage\n" + good[1] + b'{"step": 9, "kind": "tr' + b"\n" + good[2]
+                     + b'{"step": 2')
+    _drop_records_after(str(path), 2)
+    assert path.read_bytes() == good[0] + good[1]
+    assert sorted(os.listdir(tmp_path)) == ["metrics.jsonl"]
+
+
+# ---- the workdir path and OS failures --------------------------------------------------------------------------
+
+def test_workdir_that_is_a_file_or_under_one(finished, tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("not a folder")
+    one_line(kdjax(finished, f), f"--workdir={f} is a file, not a folder")
+    one_line(kdjax(finished, f / "run"), f"--workdir={f / 'run'} lies under {f}, which is a file")
+    assert f.read_text() == "not a folder"
+
+
+def _without_dac_override():
+    """A command prefix under which chmod is obeyed (root normally overrides it)."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be enforced")
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search", "--")
+
+
+def test_permission_denied_is_one_line(finished, tmp_path):
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    os.chmod(parent, 0o555)
+    try:
+        out = kdjax(finished, parent / "run", prefix=_without_dac_override())
+    finally:
+        os.chmod(parent, 0o755)
+    one_line(out, f"{parent / 'run'}: Permission denied (EACCES)", "Nothing of this run was saved")
+    assert os.listdir(parent) == []
+
+
+@needs_userns
+def test_read_only_workdir_fresh_resumed_and_finished(finished, tmp_path):
+    done = copy_run(finished, tmp_path / "ro" / "done")
+    resumed = copy_run(finished, tmp_path / "ro" / "resumed", unfinished=True)
+    ro = tmp_path / "ro"
+    before = listing(ro)
+    script = "; ".join([
+        f"mount --bind {ro} {ro} && mount -o remount,bind,ro {ro} || exit 99",
+        f"cd {tmp_path}",
+        kdjax_sh(finished, done, out="done"),
+        kdjax_sh(finished, resumed, out="resumed"),
+        kdjax_sh(finished, ro / "fresh", out="fresh"),
+    ])
+    ns = in_namespace(finished, script)
+    assert ns.returncode == 0, ns.stderr[-2000:]
+    out = ns_result(tmp_path, "done")
+    assert out.returncode == 0 and "already finished" in out.stdout, out.stderr[-2000:]  # reading is all it needs
+    one_line(ns_result(tmp_path, "resumed"), f"{resumed}/.lock: Read-only file system (EROFS)",
+             "Saved and intact: checkpoint step", "the export")
+    one_line(ns_result(tmp_path, "fresh"), f"{ro / 'fresh'}: Read-only file system (EROFS)")
+    assert listing(ro) == before
+
+
+@needs_userns
+def test_disk_full_during_training_keeps_the_checkpoints_and_resumes(finished, tmp_path):
+    disk, wd = tmp_path / "disk", tmp_path / "disk" / "run"
+    disk.mkdir()
+    script = f"""
+mount -t tmpfs -o size=8m tmpfs {disk} || exit 99
+cd {tmp_path}
+({kdjax_sh(finished, wd, out='full')}) &
+while [ ! -d {wd}/checkpoints/16 ] && [ ! -f full.rc ]; do sleep 0.05; done
+dd if=/dev/zero of={disk}/filler bs=64k 2>/dev/null
+wait
+cp -a {wd} {tmp_path}/after
+"""
+    ns = in_namespace(finished, script)
+    assert ns.returncode == 0, ns.stderr[-2000:]
+    out = ns_result(tmp_path, "full")
+    line = one_line(out, "No space left on device (ENOSPC)", "free some space", "Saved and intact: checkpoint step",
+                    "run the same command again to resume")
+    after = tmp_path / "after"
+    assert not leftovers(after), leftovers(after)
+    steps = sorted(int(n) for n in os.listdir(after / "checkpoints") if n.isdigit())
+    assert steps and steps[-1] >= 16 and f"checkpoint step {steps[-1]} " in line, (steps, line)
+    # stray bytes in metrics.jsonl (a disk that filled mid-line) must not block the resume
+    with open(after / "metrics.jsonl", "ab") as f:
+        f.write(b'{"step": 99, "kind": "tr\xff\xfe\x00')
+    out = kdjax(finished, after)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"resuming from step {steps[-1]} of {TOTAL}" in out.stdout
+    assert (after / "summary.json").is_file() and not leftovers(after)
+    from kdjax.weights.export_dir import load_export
+
+    load_export(str(after / "export"))
+
+
+@needs_userns
+def test_disk_full_at_start_leaves_no_partial_files(finished, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = f"""
+mount -t tmpfs -o size=1m tmpfs {disk} || exit 99
+cd {tmp_path}
+head -c 4096 /dev/zero > {disk}/reserve
+dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null
+rm {disk}/reserve
+{kdjax_sh(finished, disk / 'run', out='start')}
+rm {disk}/filler
+cp -a {disk} {tmp_path}/after
+"""
+    ns = in_namespace(finished, script)
+    assert ns.returncode == 0, ns.stderr[-2000:]
+    one_line(ns_result(tmp_path, "start"), "No space left on device (ENOSPC)", "Nothing of this run was saved")
+    run = tmp_path / "after" / "run"
+    assert not leftovers(run), leftovers(run)
+    assert sorted(os.listdir(run)) in ([], [".lock"])  # one page held the lock record, config.json did not fit
+
+
+@needs_userns
+def test_disk_full_during_export_keeps_the_old_export(finished, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    wd = disk / "run"
+    script = f"""
+mount -t tmpfs -o size=4m tmpfs {disk} || exit 99
+cd {tmp_path}
+cp -a {finished.workdir} {wd} && rm {wd}/summary.json
+head -c 16384 /dev/zero > {disk}/reserve
+dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null
+rm {disk}/reserve
+{kdjax_sh(finished, wd, out='export')}
+rm {disk}/filler
+cp -a {wd} {tmp_path}/after
+"""
+    ns = in_namespace(finished, script)
+    assert ns.returncode == 0, ns.stderr[-2000:]
+    one_line(ns_result(tmp_path, "export"), "No space left on device (ENOSPC)",
+             f"Saved and intact: checkpoint step {TOTAL}", "the export")
+    after = tmp_path / "after"
+    assert not leftovers(after), leftovers(after)
+    assert same_export(after / "export", finished.workdir / "export")
+
+
+@needs_userns
+def test_restart_when_the_workdir_is_a_mount_point(finished, tmp_path):
+    """rename() of a mount point fails with EBUSY: the old run moves into WORKDIR/old-DATE/ instead."""
+    wd = tmp_path / "mnt"
+    wd.mkdir()
+    script = f"""
+mount -t tmpfs -o size=16m tmpfs {wd} || exit 99
+cd {tmp_path}
+cp -a {finished.workdir}/. {wd}/
+{kdjax_sh(finished, wd, '--restart', '--config.train.stop_after_steps=1', out='restart')}
+cp -a {wd} {tmp_path}/after
+"""
+    ns = in_namespace(finished, script)
+    assert ns.returncode == 0, ns.stderr[-2000:]
+    out = ns_result(tmp_path, "restart")
+    assert out.returncode == 0 and "cannot be renamed" in out.stdout, (out.stdout[-2000:], out.stderr[-2000:])
+    after = tmp_path / "after"
+    old = [n for n in os.listdir(after) if n.startswith("old-")]
+    assert len(old) == 1
+    moved = {k: v[0] for k, v in listing(after / old[0]).items()}
+    original = {k: v[0] for k, v in listing(finished.workdir).items() if k != ".lock"}  # the lock stays in place
+    assert moved == original  # every file of the old run, same sizes
+    assert sorted(int(n) for n in os.listdir(after / "checkpoints") if n.isdigit()) == [1]  # the fresh run
+
+
+def test_orbax_failure_text_is_one_line(finished, tmp_path, monkeypatch):
+    """Injected at Orbax's write call (where namespaces are not allowed, this is the disk-full check): Orbax and
+    TensorStore quote the OS error in exceptions of their own types."""
+    import orbax.checkpoint as ocp
+
+    from kdjax import train
+    from kdjax.errors import CheckpointError
+
+    wd = copy_run(finished, tmp_path / "run", unfinished=True)
+    before = listing(wd / "checkpoints")
+
+    def full(self, *a, **k):
+        raise ValueError('NOT_FOUND: Error writing local file "/x/variables/d/3": [OS error 28: No space left on '
+                         'device] [tensorstore_spec=...]')
+
+    monkeypatch.setattr(ocp.StandardCheckpointer, "save", full)
+    with pytest.raises(CheckpointError) as e:
+        train.run(finished.config(), str(wd))
+    message = str(e.value)
+    assert "No space left on device (ENOSPC)" in message and f"checkpoint step {TOTAL}" in message, message
+    assert "\n" not in message
+    assert listing(wd / "checkpoints") == before and not leftovers(wd)
+    assert same_export(wd / "export", finished.workdir / "export")
+
+
+# ---- kdjax.infer -----------------------------------------------------------------------------------------------
+
+def _huge_png(path, width=25000, height=25000):
+    """A PNG header claiming 25000×25000 pixels (what PIL reads before refusing or decoding)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_infer_flags_and_a_huge_image_are_one_line(finished, tmp_path):
+    export = finished.workdir / "export"
+    image = tmp_path / "a.png"
+    _png(image, 100)
+    for flag in ("--batch_size=0", "--topk=0"):
+        out = kdjax(finished, None, f"--export_dir={export}", flag, str(image), module="kdjax.infer")
+        one_line(out, f"{flag.split('=')[0]} must be a whole number >= 1, got 0", prefix="kdjax.infer: error:")
+    huge = tmp_path / "huge.png"
+    _huge_png(huge)
+    out = kdjax(finished, None, f"--export_dir={export}", str(huge), module="kdjax.infer")
+    one_line(out, str(huge), "25000", "downscale", prefix="kdjax.infer: error:")
+
+
+# ---- SIGTERM ends every mode promptly --------------------------------------------------------------------------
+
+def _term_after(finished, argv, delay, *, module="kdjax.main"):
+    p = subprocess.Popen([sys.executable, "-m", module, *argv], cwd=REPO, env=finished.env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    sent = time.time()
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    return p.returncode, time.time() - sent, out, err
+
+
+def test_sigterm_during_eval_ends_promptly_with_exit_0(finished):
+    # the whole test split (10000 images): evaluation runs long enough to be interrupted
+    argv = [f"--config={finished.config_file}", f"--workdir={finished.workdir}", "--mode=eval",
+            "--config.data.test_limit=0", "--config.train.eval_batch_size=8"]
+    before = listing(finished.workdir)
+    code, took, out, err = _term_after(finished, argv, 8.0)
+    assert code == 0 and "Traceback" not in err, err[-2000:]
+    assert "SIGTERM: stopped" in err and "Evaluation of" not in out, (out, err[-2000:])  # stopped, not finished
+    assert took < 10, took
+    assert listing(finished.workdir) == before
+
+
+def test_sigterm_while_a_resume_starts_ends_promptly_and_loses_nothing(finished, tmp_path):
+    wd = copy_run(finished, tmp_path / "run", unfinished=True)
+    shutil.rmtree(wd / "export")
+    before = listing(wd / "checkpoints")
+    code, took, out, err = _term_after(finished, [f"--config={finished.config_file}", f"--workdir={wd}"],
+                                       random.uniform(2.0, 6.0))
+    assert code == 0 and "Traceback" not in err, err[-2000:]
+    assert took < 10, took
+    assert listing(wd / "checkpoints") == before and not leftovers(wd)
