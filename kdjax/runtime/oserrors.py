@@ -71,11 +71,21 @@ def one_line(text: str, limit: int = 300) -> str:
 
 
 class _DropOrbaxTracebacks:
-    """A logging filter: Orbax logs the traceback of a failed background write (a full disk) before re-raising it
-    to kdjax, which reports it in one line; drop exactly those records (Orbax's, carrying a traceback)."""
+    """A logging filter: Orbax (through absl) and asyncio ("Task exception was never retrieved") log the traceback
+    of a failed background write (a full disk) that Orbax also raises to kdjax, which reports it in one line; drop
+    exactly those records: a traceback that passes through Orbax."""
 
     def filter(self, record) -> bool:
-        return not (record.exc_info and "orbax" in (record.pathname or ""))
+        if not record.exc_info or record.exc_info[1] is None:
+            return True
+        if "orbax" in (record.pathname or ""):
+            return False
+        tb = record.exc_info[2]
+        while tb is not None:
+            if "orbax" in tb.tb_frame.f_code.co_filename:
+                return False
+            tb = tb.tb_next
+        return True
 
 
 def quiet_orbax_tracebacks():
@@ -87,9 +97,10 @@ def quiet_orbax_tracebacks():
     import logging
     import sys
 
-    logger = logging.getLogger("absl")
-    if not any(isinstance(f, _DropOrbaxTracebacks) for f in logger.filters):
-        logger.addFilter(_DropOrbaxTracebacks())
+    for name in ("absl", "asyncio"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropOrbaxTracebacks) for f in logger.filters):
+            logger.addFilter(_DropOrbaxTracebacks())
     original = asyncio.BaseEventLoop.call_soon_threadsafe
     if getattr(original, "_kdjax_guard", False):
         return
