@@ -260,9 +260,16 @@ def check_workdir(config, workdir: str, mine: Optional[dict] = None):
 
     mine = mine if mine is not None else identity(config)
     status = compare_workdir(workdir, mine)
-    if status == "same" or jax.process_index() != 0:  # one writer on a shared workdir
+    if jax.process_index() != 0:  # one writer on a shared workdir
         return
-    record_identity(workdir, mine)
+    if status == "same" and _recorded_version(workdir) >= IDENTITY_VERSION:
+        return
+    record_identity(workdir, mine)  # new, a retry, or the same run recorded by an older kdjax (now with fingerprints)
+
+
+def _recorded_version(workdir: str) -> int:
+    theirs, _ = _read_identity(os.path.join(workdir, IDENTITY_FILE))
+    return int((theirs or {}).get("identity_version") or 1)
 
 
 # ---- a finished run --------------------------------------------------------------------------------------------

@@ -171,6 +171,8 @@ def test_held_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(finish
     with lock_lib.WorkdirLock(str(wd)):
         out = kdjax(finished, wd)
         one_line(out, f"--workdir={wd} is in use by PID {os.getpid()} on host", "one run writes a workdir at a time")
+        evaluated = kdjax(finished, wd, "--mode=eval")  # reading needs no lock: evaluate while a run trains
+        assert evaluated.returncode == 0 and f"checkpoint step {TOTAL}" in evaluated.stdout, evaluated.stderr[-2000:]
         after = listing(wd)
         after.pop(".lock"), before.pop(".lock", None)  # (its holder's heartbeat touches it)
         assert after == before
