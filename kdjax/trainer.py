@@ -6,7 +6,6 @@ and exported.
 by name lives in kdjax/runtime/ (loop.py: cadence, data wait, non-finite policy; preemption.py; checkpoints.py).
 """
 
-import json
 import logging
 import os
 import time
@@ -32,6 +31,7 @@ from kdjax.runtime.loop import Cadence, DataWait, NonFinitePolicy
 from kdjax.runtime.oserrors import close_all
 from kdjax.runtime.preemption import Preemption
 from kdjax.runtime.run_log import RunLog
+from kdjax.runtime.workdir import write_json
 from kdjax.steps import LOSS_PARAMS, cached_key, create_state, make_eval_step, make_train_step
 
 log = logging.getLogger("kdjax")
@@ -218,8 +218,7 @@ class Trainer:
         result = dict(last_eval, steps=pipe.total_steps, seconds=elapsed, data_wait_fraction=share(wait.idle),
                       data_blocked_fraction=share(wait.blocked))
         if jax.process_index() == 0 and steps_run:
-            with open(os.path.join(self.directory, "result.json"), "w") as f:
-                json.dump(result, f, indent=2)
+            write_json(os.path.join(self.directory, "result.json"), result)  # whole or not at all
             print(f"[{self.desc}] {steps_run} steps in {elapsed:.1f}s "
                   f"({steps_run * self.config.train.batch_size / elapsed:.0f} img/s); devices waiting for data "
                   f"{100 * result['data_wait_fraction']:.1f}% of the time (loop thread blocked on data "

@@ -291,13 +291,17 @@ def finished_summary(workdir: str) -> Optional[dict]:
 
 
 def write_summary(workdir: str, summary: dict):
+    write_json(os.path.join(workdir, SUMMARY_FILE), summary)
+
+
+def write_json(path: str, obj):
+    """Write a JSON file whole or not at all (a temporary renamed into place; removed if writing fails)."""
     from kdjax.runtime.preemption import writing
 
-    path = os.path.join(workdir, SUMMARY_FILE)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with writing(), open(tmp, "w") as f:
-            json.dump(summary, f, indent=2)
+            json.dump(obj, f, indent=2)
             f.flush()
             os.replace(tmp, path)
     except BaseException:

@@ -110,7 +110,6 @@ def teachers_needed(sweep, method: str):
 
 
 def run_sweep(sweep, workdir: str) -> dict:
-    from kdjax import train
     from kdjax.config.check import check
 
     # every method's config is checked before the first run, not hours later when its turn comes
