@@ -6,7 +6,6 @@ and exported.
 by name lives in kdjax/runtime/ (loop.py: cadence, data wait, non-finite policy; preemption.py; checkpoints.py).
 """
 
-import json
 import logging
 import os
 import time
@@ -30,8 +29,10 @@ from kdjax.data.indexed import IndexedRecords
 from kdjax.steps import build_optimizer
 from kdjax.runtime.mesh import make_parallel
 from kdjax.runtime.loop import Cadence, DataWait, NonFinitePolicy
+from kdjax.runtime.oserrors import close_all
 from kdjax.runtime.preemption import Preemption
 from kdjax.runtime.run_log import RunLog
+from kdjax.runtime.workdir import write_json
 from kdjax.steps import LOSS_PARAMS, cached_key, create_state, make_eval_step, make_train_step
 
 log = logging.getLogger("kdjax")
@@ -178,9 +179,7 @@ class Trainer:
                                        f"run the same command again to resume")
                         return {"preempted": True, "step": step}
         finally:
-            ckpts.close()
-            runlog.close()
-            batches.close()  # reader threads / worker processes
+            close_all(ckpts, runlog, batches)  # each one even if another fails; reader threads / worker processes
         elapsed = time.perf_counter() - loop_start
         if last_eval is None:  # resumed at the last step
             last_eval = self.evaluate(state, frozen, eval_step)
@@ -220,8 +219,7 @@ class Trainer:
         result = dict(last_eval, steps=pipe.total_steps, seconds=elapsed, data_wait_fraction=share(wait.idle),
                       data_blocked_fraction=share(wait.blocked))
         if jax.process_index() == 0 and steps_run:
-            with open(os.path.join(self.directory, "result.json"), "w") as f:
-                json.dump(result, f, indent=2)
+            write_json(os.path.join(self.directory, "result.json"), result)  # whole or not at all
             print(f"[{self.desc}] {steps_run} steps in {elapsed:.1f}s "
                   f"({steps_run * self.config.train.batch_size / elapsed:.0f} img/s); devices waiting for data "
                   f"{100 * result['data_wait_fraction']:.1f}% of the time (loop thread blocked on data "

@@ -19,8 +19,10 @@ from PIL import Image, UnidentifiedImageError
 
 from kdjax.errors import DataError
 
-# Refuse decompression bombs with a clear error instead of PIL's warning, but allow large photos.
-Image.MAX_IMAGE_PIXELS = 20_000 * 20_000
+# Refuse decompression bombs with a clear error instead of PIL's warning, but allow large photos. PIL only warns
+# between this limit and twice it, so `decode_image` checks the header's size itself before decoding.
+MAX_PIXELS = 20_000 * 20_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
@@ -110,6 +112,9 @@ def decode_image(data: bytes, origin: str, channels: int = 0) -> np.ndarray:
     """Decode bytes into uint8 [H, W, C]: C is the image's own (0) or `channels` (1 or 3)."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise BadImage(origin, f"the image is {img.size[0]}×{img.size[1]} pixels, more than kdjax decodes "
+                                       f"({MAX_PIXELS:,}); downscale it first")
             img.load()
             array = image_array(img, origin)
     except BadImage:

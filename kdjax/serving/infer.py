@@ -97,6 +97,7 @@ def write_dataset_samples(spec: dict, count: int, directory: str, overrides: dic
 
     from kdjax.data.sources import open_source
     from kdjax.errors import CheckpointError, KdjaxError
+    from kdjax.runtime.preemption import writing
 
     data = test_data_config(spec, overrides)
     try:
@@ -113,7 +114,11 @@ def write_dataset_samples(spec: dict, count: int, directory: str, overrides: dic
         tag = names[label] if names and label < len(names) else str(label)
         safe = "".join(ch if ch.isalnum() else "_" for ch in tag)
         img = np.asarray(rec["image"])
-        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(os.path.join(directory, f"{i:03d}_{safe}.png"))
+        path = os.path.join(directory, f"{i:03d}_{safe}.png")
+        tmp = f"{path}.tmp-{os.getpid()}"  # complete files only, also when stopped half-way
+        with writing():
+            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(tmp, format="PNG")
+            os.replace(tmp, path)
     return directory
 
 
@@ -155,10 +160,17 @@ def predict(export_dir: str, files, topk: int = 5, batch_size: int = 32, warn=No
 def main(argv):
     from absl import logging as absl_logging
 
-    from kdjax.errors import KdjaxError
+    from kdjax.errors import ConfigError, KdjaxError
+    from kdjax.runtime import preemption
     from kdjax.weights.export_dir import load_spec
 
     absl_logging.set_verbosity(absl_logging.WARNING)
+    preemption.listen_for_sigterm()  # read-only: a SIGTERM ends it at once, exit 0
+    for flag in (_TOPK, _BATCH):
+        if flag.value is None or flag.value < 1:
+            raise ConfigError("", f"--{flag.name} must be a whole number >= 1, got {flag.value}")
+    if _FROM_DATASET.value is not None and _FROM_DATASET.value < 0:
+        raise ConfigError("", f"--from_dataset must be >= 0, got {_FROM_DATASET.value}")
     if not _EXPORT.value:
         raise KdjaxError("--export_dir is required (e.g. WORKDIR/export)")
     spec = load_spec(_EXPORT.value)
