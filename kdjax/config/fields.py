@@ -45,6 +45,14 @@ def one_of(*choices) -> Check:
     return lambda v: None if v in choices else f"must be one of {list(choices)}, got {v!r}"
 
 
+def int_one_of(*choices) -> Check:
+    """An integer (not a bool, not a float) among `choices`."""
+    def check(v):
+        ok = isinstance(v, int) and not isinstance(v, bool) and v in choices
+        return None if ok else f"must be one of {list(choices)}, got {v!r}"
+    return check
+
+
 def boolean(v):
     return None if isinstance(v, bool) else f"must be True or False, got {v!r}"
 
@@ -116,13 +124,14 @@ FIELDS: Dict[str, Check] = {
     "export_model": nonempty_text,
     "precision": one_of("float32", "bfloat16"),
     "teacher_cache": text,
-    "data.name": nonempty_text, "data.source": text, "data.tfds_data_dir": optional_text, "data.data_dir": optional_text,
+    "data.name": text, "data.source": text,  # name "": the folder's name (IDX, lists), the only TFDS dataset
+    "data.tfds_data_dir": optional_text, "data.data_dir": optional_text,
     "data.train_split": text, "data.test_split": text, "data.root": optional_text, "data.train_list": text,
     "data.test_list": text, "data.label_names_file": optional_text, "data.unlabeled_list": optional_text,
     "data.unlabeled_split": optional_text, "data.unlabeled_ratio": number(0, 1, lo_open=True, hi_open=True),
     "data.num_classes": NON_NEGATIVE_INT, "data.train_limit": NON_NEGATIVE_INT, "data.test_limit": NON_NEGATIVE_INT,
     "data.mean": floats(allow_empty=True), "data.std": floats(lo=0, lo_open=True, allow_empty=True),
-    "data.augment": text, "data.channels": one_of(0, 1, 3), "data.decode_once_mb": NON_NEGATIVE,
+    "data.augment": text, "data.channels": int_one_of(0, 1, 3), "data.decode_once_mb": NON_NEGATIVE,
     "data.image_size": NON_NEGATIVE_INT, "data.eval_crop_ratio": number(0, 1, lo_open=True),
     "data.crop_scale": crop_scale, "data.mixup_alpha": NON_NEGATIVE,
     "data.cutmix_alpha": NON_NEGATIVE, "data.skip_bad_images": boolean, "data.num_threads": POSITIVE_INT,
