@@ -9,3 +9,4 @@ from kdjax.models import wrn  # noqa: F401
 from kdjax.models import vgg_cifar  # noqa: F401
 from kdjax.models import mobilenetv2  # noqa: F401
 from kdjax.models import shufflenet  # noqa: F401
+from kdjax.models import vit  # noqa: F401
