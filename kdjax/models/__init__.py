@@ -9,4 +9,5 @@ from kdjax.models import wrn  # noqa: F401
 from kdjax.models import vgg_cifar  # noqa: F401
 from kdjax.models import mobilenetv2  # noqa: F401
 from kdjax.models import shufflenet  # noqa: F401
+from kdjax.models import mobilenetv3  # noqa: F401
 from kdjax.models import vit  # noqa: F401
