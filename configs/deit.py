@@ -7,7 +7,7 @@ At inference the student averages its two heads (eval, export and infer all do).
 
   --config=configs/deit.py            offline default: Fashion-MNIST, `convnet_teacher` trained first (init='train'),
                                       then a 4-block DeiT (28×28×1 input, 7×7 patches, 16+2 tokens, width 64,
-                                      4 heads, 208k parameters) distilled with hard distillation, AdamW
+                                      4 heads, 205,844 parameters) distilled with hard distillation, AdamW, batch 64, 2 epochs
   --config=configs/deit.py:imagenet   DeiT's ImageNet recipe (below); give the teacher's weights
 
 Offline default, measured on this project's 2-core CPU machine (shared with other jobs) with
@@ -41,8 +41,10 @@ def get_config(arg=None):
     c.losses.deit = loss_entry("deit", 1.0, pairs=[["Student", "Teacher"]], distillation_type="hard", alpha=0.5,
                                tau=1.0, **DEIT_KEYS)
     c.export_model = "Student"
-    c.train.epochs = 4.0
-    c.optim.update(dict(name="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=0.5))
+    # batch 64: XLA:CPU runs this ViT's step ~1.3x faster per image than at 128 (cache-sized matmuls)
+    c.train.batch_size = 64
+    c.train.epochs = 2.0
+    c.optim.update(dict(name="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=0.2))
     if arg == "imagenet":
         imagenet(c)
     elif arg:

@@ -17,6 +17,10 @@ Mapping, from source names to our Flax trees (`kdjax.models.layers` keeps Flax's
     `num_batches_tracked` and Paddle's `StructuredToParameterName@@` are skipped.
 Every model leaf must be filled and every checkpoint tensor used, with equal shapes; otherwise a
 CheckpointError lists the first mismatches of each kind.
+
+timm ViT / DeiT state dicts (source "timm", or any .pth whose keys are a timm VisionTransformer's) first get their
+structure read from the checkpoint (kdjax/weights/timm.py), then map by the same rules; their top-level tensors
+(`cls_token`, `dist_token`, `pos_embed`) keep their names.
 """
 
 import os

@@ -301,3 +301,24 @@ def test_convert_cli_from_timm(tmp_path, capsys):
     with jax.default_matmul_precision("highest"):
         logits = model.apply(variables, x, train=False)
     assert _rel(logits, np.load(os.path.join(WEIGHTS, entry["outputs_file"]))["logits"]) <= LOGIT_TOL
+
+
+@needs_timm
+def test_a_timm_pth_serves_as_init(tmp_path):
+    """`models.Teacher.init` naming a timm .pth: read, structure checked, variables fit the configured model."""
+    from kdjax.config.defaults import base_config, model_entry
+    from kdjax.models.distillation import DistillationModel, build_submodels
+    from kdjax.weights.init import check_variables_match, load_init
+
+    entry = _timm_entries()[0]
+    path = os.path.join(WEIGHTS, entry["checkpoint"])
+    c = base_config()
+    c.models.Teacher = model_entry(entry["arch"], frozen=True, init=path)
+    subs = build_submodels(c.models, 1000)
+    variables = load_init("Teacher", subs["Teacher"], str(tmp_path))
+    shapes = jax.eval_shape(DistillationModel(subs).init_variables, jax.random.key(0),
+                            jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))
+    check_variables_match("Teacher", shapes["Teacher"], variables, path)
+    c.models.Teacher.kwargs = {"num_classes": 10, "img_size": 28, "patch_size": 7, "in_chans": 1}
+    with pytest.raises(CheckpointError, match="img_size=224 but the model is configured with img_size=28"):
+        load_init("Teacher", build_submodels(c.models, 10)["Teacher"], str(tmp_path / "other"))
