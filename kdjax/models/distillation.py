@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from kdjax.errors import ConfigError
 from kdjax.models import get_model, user_module
 from kdjax.models.features import COLLECTION, collect
-from kdjax.models.registry import with_num_classes
+from kdjax.models.registry import ModelInputError, with_num_classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +112,10 @@ class DistillationModel:
             found["paths"] = user_module.module_paths(mutated.get(COLLECTION)) if sub.by_path else []
             return collect(mutated)
 
-        named = jax.eval_shape(run, images)
+        try:
+            named = jax.eval_shape(run, images)
+        except ModelInputError as e:
+            raise ConfigError(f"models.{name}.kwargs", str(e)) from None
         return [k for k in named if k != "__call__"] + found["paths"]
 
 

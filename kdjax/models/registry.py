@@ -13,6 +13,11 @@ from kdjax.errors import ConfigError
 _MODELS: Dict[str, Callable[..., nn.Module]] = {}
 
 
+class ModelInputError(ValueError):
+    """A model built for other inputs than it was given (e.g. a ViT's img_size); the config check reports it as
+    `models.<name>.kwargs`."""
+
+
 def register_model(name: str):
     """Decorator: make a Flax module class (or a factory returning one) available as `arch=name`."""
 

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from kdjax.models.features import record
-from kdjax.models.registry import register_model
+from kdjax.models.registry import ModelInputError, register_model
 
 LN_EPS = 1e-6
 _TRUNC = nn.initializers.truncated_normal(0.02)
@@ -174,12 +174,12 @@ class ViT(nn.Module):
     def _check(self, x):
         (h, w), (ph, pw) = _hw(self.img_size), _hw(self.patch_size)
         if h % ph or w % pw:
-            raise ValueError(f"ViT: img_size {h}x{w} is not a multiple of patch_size {ph}x{pw}; change the "
+            raise ModelInputError(f"ViT: img_size {h}x{w} is not a multiple of patch_size {ph}x{pw}; change the "
                              "model kwargs img_size / patch_size")
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"ViT: embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+            raise ModelInputError(f"ViT: embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if tuple(x.shape[1:]) != (h, w, self.in_chans):
-            raise ValueError(f"ViT built for {h}x{w}x{self.in_chans} inputs (kwargs img_size={self.img_size}, "
+            raise ModelInputError(f"ViT built for {h}x{w}x{self.in_chans} inputs (kwargs img_size={self.img_size}, "
                              f"in_chans={self.in_chans}) got images of shape {tuple(x.shape[1:])} (NHWC); set the "
                              "model's kwargs img_size / in_chans to the data's image size and channels")
 

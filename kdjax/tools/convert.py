@@ -60,7 +60,7 @@ def convert(src: str, out: str, arch: str, source: str, kwargs: Optional[dict] =
     model = get_model(registry_arch, **model_kwargs)
     if num_classes is None:  # no classifier bias in the file: the arch's default
         num_classes = model.num_classes
-    vit_stats = source == "timm" and arch.startswith("vit_")
+    vit_stats = registry_arch.startswith("vit_") and hasattr(model, "img_size")  # timm's Google ViT weights
     mean = tuple(mean) if mean is not None else (TIMM_VIT_MEAN if vit_stats else IMAGENET_MEAN)
     std = tuple(std) if std is not None else (TIMM_VIT_STD if vit_stats else IMAGENET_STD)
     shape = (input_size or 224, input_size or 224, 3)

@@ -98,10 +98,17 @@ def test_fashion_mnist_sized_vit_builds(patch):
     assert count_params(v) == vit_param_count(32, depth=2, classes=10, patch=patch, in_chans=1, img=28, distilled=True)
 
 
-def test_wrong_input_size_is_a_clear_error():
-    model = get_model("deit_tiny_distilled_patch16_224", num_classes=10)
-    with pytest.raises(ValueError, match="img_size"):
-        jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1))))
+def test_wrong_input_size_is_a_config_error_naming_the_kwargs():
+    from kdjax.config.defaults import base_config, model_entry
+    from kdjax.errors import ConfigError
+    from kdjax.models.distillation import DistillationModel, build_submodels
+
+    c = base_config()
+    c.models.Student = model_entry("deit_tiny_distilled_patch16_224")
+    model = DistillationModel(build_submodels(c.models, 10))
+    with pytest.raises(ConfigError, match="ViT built for 224x224x3 inputs.*set the model's kwargs img_size") as info:
+        model.feature_names("Student", jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32))
+    assert info.value.field == "models.Student.kwargs"
 
 
 # ---- an independent float64 ViT, from a timm state dict ---------------------------------------------------------
