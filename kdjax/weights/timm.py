@@ -33,8 +33,9 @@ def is_timm_vit(state: Dict[str, np.ndarray]) -> bool:
     return "cls_token" in state and "patch_embed.proj.weight" in state and "pos_embed" in state
 
 
-def checkpoint_facts(state: Dict[str, np.ndarray], origin: str = "the checkpoint") -> dict:
-    """The ViT kwargs a timm state dict determines (everything but num_heads)."""
+def checkpoint_facts(state: Dict[str, np.ndarray], origin: str = "the checkpoint", img_size=None) -> dict:
+    """The ViT kwargs a timm state dict determines (everything but num_heads). `img_size` (H, W): the input of a
+    checkpoint whose patch grid is not square (its token count alone does not say H and W)."""
     if not is_timm_vit(state):
         raise CheckpointError(f"{origin} is not a timm ViT/DeiT state dict (needs cls_token, pos_embed and "
                               f"patch_embed.proj.weight; it has {sorted(state)[:6]}...)")
@@ -56,13 +57,21 @@ def checkpoint_facts(state: Dict[str, np.ndarray], origin: str = "the checkpoint
     tokens = int(state["pos_embed"].shape[1])
     patches = tokens - 1 - int(distilled)
     side = int(math.isqrt(max(patches, 0)))
-    if side * side != patches:
+    if img_size is not None and not isinstance(img_size, int):
+        h, w = (int(v) for v in img_size)
+        if (h // ph) * (w // pw) != patches:
+            raise CheckpointError(f"{origin}: pos_embed covers {patches} patches, not the {(h // ph) * (w // pw)} "
+                                  f"of img_size={tuple(img_size)} with {ph}x{pw} patches")
+        image = (h, w)
+    elif side * side == patches:
+        image = side * ph if ph == pw else (side * ph, side * pw)
+    else:
         raise CheckpointError(f"{origin}: pos_embed covers {tokens} tokens, i.e. {patches} patches, not a square "
                               "grid; give img_size=(H, W) in the model kwargs")
     hidden = int(state["blocks.0.mlp.fc1.weight"].shape[0])
     return dict(embed_dim=dim, depth=depth, distilled=distilled, patch_size=ph if ph == pw else (ph, pw),
-                in_chans=int(proj.shape[1]), img_size=side * ph if ph == pw else (side * ph, side * pw),
-                num_classes=int(state["head.weight"].shape[0]), mlp_ratio=hidden / dim)
+                in_chans=int(proj.shape[1]), img_size=image, num_classes=int(state["head.weight"].shape[0]),
+                mlp_ratio=hidden / dim)
 
 
 def _same(a, b) -> bool:
@@ -75,9 +84,7 @@ def resolve_kwargs(state: Dict[str, np.ndarray], arch: str, kwargs: dict, origin
     """Model kwargs for `arch` that fit the checkpoint; CheckpointError naming what differs."""
     from kdjax.models import get_model
 
-    facts = checkpoint_facts(state, origin)
-    if not isinstance(facts["img_size"], int) and "img_size" in kwargs:
-        facts["img_size"] = kwargs["img_size"]
+    facts = checkpoint_facts(state, origin, kwargs.get("img_size"))
     for key, value in kwargs.items():
         if key in facts and not _same(value, facts[key]):
             extra = (" (kdjax does not resample position embeddings to another input size)"

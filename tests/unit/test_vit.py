@@ -329,3 +329,15 @@ def test_a_timm_pth_serves_as_init(tmp_path):
     c.models.Teacher.kwargs = {"num_classes": 10, "img_size": 28, "patch_size": 7, "in_chans": 1}
     with pytest.raises(CheckpointError, match="img_size=224 but the model is configured with img_size=28"):
         load_init("Teacher", build_submodels(c.models, 10)["Teacher"], str(tmp_path / "other"))
+
+
+def test_non_square_grid_needs_and_takes_img_size():
+    rng = np.random.default_rng(4)
+    sd = random_timm_state(rng, dim=32, depth=1, heads=2, patch=4, img=16, distilled=False)
+    sd["pos_embed"] = sd["pos_embed"][:, :1 + 8]  # 8 patches: a 2x4 grid, e.g. 8x16 images
+    with pytest.raises(CheckpointError, match=r"not a square grid; give img_size=\(H, W\)"):
+        timm.checkpoint_facts(sd)
+    variables, arch, kwargs = timm.import_timm(sd, "ViT", {"img_size": (8, 16), "num_heads": 2}, "ckpt")
+    x = rng.normal(size=(2, 3, 8, 16)).astype(np.float32)
+    logits, _ = _run(get_model(arch, **kwargs), variables, x.transpose(0, 2, 3, 1))
+    assert _rel(logits, numpy_vit(sd, x, heads=2)[0]) < 1e-5
