@@ -21,7 +21,7 @@ import numpy as np
 
 from kdjax.config.fields import check_fields
 from kdjax.errors import ConfigError
-from kdjax.models import list_models
+from kdjax.models.registry import check_arch
 
 TRAIN_FIRST = "train"  # models.<name>.init value: train that model with ground-truth CE first
 
@@ -78,12 +78,10 @@ def check_config(config):
     check_fields(config)
     if not config.get("models"):
         raise ConfigError("models", "no sub-models configured; add e.g. config.models.Student = model_entry('resnet8x4')")
-    known = set(list_models())
     for name, m in config.models.items():
         if not m.get("arch"):
             raise ConfigError(f"models.{name}.arch", "missing")
-        if m.arch not in known:
-            raise ConfigError(f"models.{name}.arch", f"unknown arch {m.arch!r}; known archs: {', '.join(sorted(known))}")
+        check_arch(m.arch, f"models.{name}.arch")  # a zoo name, or a user's 'file.py:Class' that resolves
         if m.get("frozen") and not m.get("init"):
             raise ConfigError(f"models.{name}.init",
                               f"models.{name} is frozen but has no init: give a checkpoint (export dir, converted "

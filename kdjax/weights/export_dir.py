@@ -3,7 +3,8 @@
 The same format serves the student a run exports, converted pretrained teachers (`kdjax.tools.convert`) and any
 `init` a config names. Layout of an export directory:
 
-    spec.json     {"arch", "kwargs", "num_classes", "input_size" [H, W, C], "mean", "std", "label_names", ...}
+    spec.json     {"arch", "kwargs", "num_classes", "input_size" [H, W, C], "mean", "std", "label_names", ...;
+                   "user_module" {"file", "sha256", "class"} or {"module", "class"} for a user's own Flax module}
     variables/    Orbax StandardCheckpointer tree {"params": ..., "batch_stats": ...}
 """
 
@@ -36,6 +37,10 @@ def make_spec(arch: str, kwargs: dict, num_classes: int, input_size, mean=None, 
         "label_names": list(label_names) if label_names is not None else None,
     }
     spec.update(extra)
+    from kdjax.models import user_module
+
+    if user_module.is_user_arch(arch):  # where the class came from: loading needs it there
+        spec["user_module"] = user_module.provenance(arch)
     return spec
 
 
@@ -199,12 +204,13 @@ def load_export(directory: str) -> Tuple[dict, dict]:
 
 
 def build_from_spec(spec: dict):
-    """The Flax module an export's spec describes."""
-    from kdjax.models import get_model
+    """The Flax module an export's spec describes (a user's module from the file its spec records)."""
+    from kdjax.models import get_model, user_module
+    from kdjax.models.registry import with_num_classes
 
-    kwargs = dict(spec.get("kwargs") or {})
-    kwargs.setdefault("num_classes", spec["num_classes"])
-    return get_model(spec["arch"], field="spec.arch", **kwargs)
+    arch = user_module.arch_from_spec(spec) if "user_module" in spec else spec["arch"]
+    kwargs = with_num_classes(arch, dict(spec.get("kwargs") or {}), spec["num_classes"])
+    return get_model(arch, field="spec.arch", **kwargs)
 
 
 def export_logits_fn(directory: str, variables: Optional[dict] = None, spec: Optional[dict] = None):
