@@ -1,5 +1,5 @@
 """Small generated datasets that are not Fashion-MNIST, for the "your own data" tests (tests/unit/test_own_data.py,
-tests/e2e/test_own_data.py).
+tests/e2e/test_own_data_runs.py).
 
 - glyphs: 20×20 grayscale, 10 classes that are five mirror pairs (b d, p q, ( ), [ ], < >), so a horizontal flip
   turns a valid image of one class into one of another: flip augmentation cannot learn them, a crop can.

@@ -123,3 +123,10 @@ def test_a_typo_in_a_flag_is_one_line_pointing_at_help():
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "workdir" in lines[0] and "--help" in lines[0], out.stderr
+
+
+def test_test_file_names_are_unique():
+    """pytest imports test files by basename (no __init__.py in tests/): two with one name fail collection."""
+    names = collections.Counter(name for directory, _, files in os.walk(os.path.join(REPO, "tests"))
+                                for name in files if name.startswith("test_") and name.endswith(".py"))
+    assert [n for n, c in names.items() if c > 1] == []

@@ -1,5 +1,5 @@
 """A user's own Flax module as `arch="file.py:Class"` / `"package.module:Class"`: resolution and its errors, the
-train-flag convention, capture by module path, and export provenance. tests/e2e/test_user_module.py trains one."""
+train-flag convention, capture by module path, and export provenance. tests/e2e/test_user_module_runs.py trains one."""
 
 import os
 import shutil
