@@ -59,8 +59,9 @@ class LossSpec:
     # micro-batches gives the same gradient (train.grad_accum_steps); False for losses relating samples of a batch
     # (train.grad_accum_steps > 1 is then refused). A callable `(entry, batch: BatchKind) -> bool` decides per entry
     # (from its hyper-parameters) and per kind of batch (e.g. SSLD's label mask). Losses that draw random numbers
-    # (MGD masks) are separable in distribution: each micro-batch draws its own.
-    separable: Union[bool, Callable] = True
+    # (MGD masks) are separable in distribution: each micro-batch draws its own. Every loss module declares it;
+    # None (undeclared) counts as not separable, so an undeclared loss is refused under accumulation, never wrong.
+    separable: Union[bool, Callable, None] = None
     learnable: bool = False
     multi_key: bool = False  # reads lists `s_keys` / `t_keys` (AFD) instead of one `key`
     frozen_teacher: bool = False  # the second model of each pair must be frozen (SSLD)
@@ -81,6 +82,8 @@ class BatchKind:
 def is_separable(entry, batch: BatchKind = BatchKind()) -> bool:
     """Whether config entry `entry` is a mean of per-sample terms on such batches (see LossSpec.separable)."""
     sep = entry.spec.separable
+    if sep is None:
+        return False
     if not callable(sep):
         return bool(sep)
     try:

@@ -22,6 +22,15 @@ from kdjax import kernels
 from kdjax.kernels import conv as fast_conv
 
 
+KERNELS_AUTO = kernels.AUTO_NAME
+
+
+def using_kernels(choice: str = KERNELS_AUTO):
+    """Context in which the zoo's layers trace with `config.kernels`' choice (kdjax/kernels/__init__.py); models see
+    kernels only through this module."""
+    return kernels.use(choice)
+
+
 class Conv(nn.Conv):
     """The zoo's convolution (NHWC, HWIO kernel). Swap this class to change how all convs are computed.
 

@@ -53,7 +53,7 @@ def peak_rss_mb() -> float:
 def image_shape_for(config, override=None):
     if override:
         return tuple(int(v) for v in override)
-    from kdjax.preflight import declared_image_shape
+    from kdjax.tools.preflight import declared_image_shape
 
     return declared_image_shape(config)
 
@@ -70,19 +70,14 @@ class StepBench:
 
         from kdjax.config.check import check
 
-        from kdjax.preflight import MISSING_INIT
-
         with config.unlocked():
             if batch:
                 config.train.batch_size = int(batch)
-            for m in config.models.values():  # no checkpoint needed to time a step: random weights
-                if not m.init or not os.path.exists(m.init):
-                    m.init = MISSING_INIT if m.get("frozen") else ""  # (a frozen model needs an init to pass check)
-        check(config, splits=(), inits=False)
+        check(config, splits=(), inits=False)  # before dropping inits: a frozen model must name one (or 'train')
         with config.unlocked():
             for m in config.models.values():
-                if m.init == MISSING_INIT:
-                    m.init = ""
+                if m.init and not os.path.exists(m.init):
+                    m.init = ""  # no checkpoint needed to time a step
         self.config, self.config_name = config, config_name
         self.batch = int(config.train.batch_size)
         shape = image_shape_for(config, image_shape)

@@ -1,4 +1,4 @@
-"""`--mode=check` (kdjax/preflight.py) and the device-memory refusal of a training run.
+"""`--mode=check` (kdjax/tools/preflight.py) and the device-memory refusal of a training run.
 
 The check prints what a run would train and cost without training or writing anything; missing data or checkpoints
 are reported and replaced by the config's shapes and random weights; a step over the memory margin is refused

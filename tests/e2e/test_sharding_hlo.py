@@ -39,6 +39,7 @@ import jax
 from conftest import load_config
 from kdjax.data.sources import DatasetInfo
 from kdjax.runtime import compiled
+from kdjax.tools import lowering
 from kdjax.steps import build_optimizer
 from kdjax.trainer import Trainer
 
@@ -56,15 +57,15 @@ for case, (path, preset, shape) in json.loads({cases!r}).items():
         info = DatasetInfo(int(c.data.num_classes or 10), None, tuple(shape), "synthetic")
         trainer = Trainer(c, tempfile.mkdtemp(), None, None, info, "hlo")
         tx, _ = build_optimizer(c.optim, 1, 1)
-        state, frozen = compiled.abstract_state(trainer, tx)
+        state, frozen = lowering.abstract_state(trainer, tx)
         arrays = jax.tree.leaves((state, frozen))
         out = dict(
             trainable_bytes=nbytes(state.params), frozen_bytes=nbytes(frozen),
             batch_norms=sum(1 for p, _ in jax.tree_util.tree_leaves_with_path(state.batch_stats)
                             if jax.tree_util.keystr(p).endswith("['mean']")),
             sizes_divisible_by_7=[list(a.shape) for a in arrays if a.size and a.size % 7 == 0])
-        for kind, lowered in (("train", compiled.lower_train_step(trainer)),
-                              ("eval", compiled.lower_eval_step(trainer))):
+        for kind, lowered in (("train", lowering.lower_train_step(trainer)),
+                              ("eval", lowering.lower_eval_step(trainer))):
             text = lowered.compile(OPTIONS).as_text()
             out[kind] = [dict(op=x.op, shapes=[[d, list(s)] for d, s in x.shapes], bytes=x.bytes, line=x.line[:400])
                          for x in compiled.collectives(text)]

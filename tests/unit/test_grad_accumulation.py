@@ -46,11 +46,14 @@ ENTRIES = {
     "pefd": dict(LOGIT_PAIR, key="avg_pool", student_channels=S_CH, teacher_channels=T_CH),
     "crd": dict(LOGIT_PAIR, key="avg_pool", feat_dim=8, nce_k=8),
     "rkd": dict(LOGIT_PAIR, key="avg_pool"),
+    "deit": dict(LOGIT_PAIR, s_keys=["logits", "logits"], t_keys=["logits"]),
 }
 # entries whose separability depends on a hyper-parameter or the data: (id, type, params, SSLD data?, separable)
 VARIANTS = [
     ("gt_ce_sum", "gt_ce", dict(reduction="sum"), False, False),
     ("gt_ce_ssld", "gt_ce", {}, True, False),
+    ("deit_ssld", "deit", {}, True, False),
+    ("deit_soft", "deit", dict(distillation_type="soft"), False, True),
     ("fitnet_conv3x3", "fitnet", dict(regressor="conv3x3"), False, False),
     ("fitnet_conv", "fitnet", dict(regressor="conv"), False, True),
 ]
@@ -154,6 +157,11 @@ def test_accumulation_is_exact_or_refused(type_):
         _assert_exact(entry)                 # ... and exact
     else:
         _assert_refused(entry)
+
+
+def test_every_loss_type_declares_whether_it_is_separable():
+    """Declared in each loss's own module (LossSpec.separable); an undeclared one would be refused, never wrong."""
+    assert [name for name, spec in sorted(loss_types().items()) if spec.separable is None] == []
 
 
 @pytest.mark.parametrize("name,type_,params,ssld,separable", VARIANTS, ids=[v[0] for v in VARIANTS])

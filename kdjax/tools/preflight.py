@@ -24,11 +24,14 @@ KNOWN_SIZES = {"fashion_mnist": 60000, "mnist": 60000, "cifar10": 50000, "cifar1
 
 
 def declared_image_shape(config):
-    """(H, W, C) of the images as the config declares them: a known dataset's, else data.image_size (224 if 0)."""
-    if config.data.name in KNOWN_SHAPES and not config.data.get("image_size"):
-        return KNOWN_SHAPES[config.data.name]
+    """(H, W, C) of the images as the config declares them: a known dataset's, else data.image_size (224 if 0).
+    data.name "" is the default data (Fashion-MNIST) when no location is named either (kdjax/data/sources.py)."""
+    name = config.data.name or ("" if any(config.data.get(f) for f in ("data_dir", "root", "tfds_data_dir"))
+                                else "fashion_mnist")
+    if name in KNOWN_SHAPES and not config.data.get("image_size"):
+        return KNOWN_SHAPES[name]
     size = int(config.data.get("image_size") or 224)
-    return (size, size, KNOWN_SHAPES.get(config.data.name, (0, 0, 3))[2])
+    return (size, size, KNOWN_SHAPES.get(name, (0, 0, 3))[2])
 
 
 def _open_data(config, notes):
@@ -79,6 +82,7 @@ def report(config, workdir: str = "") -> dict:
     from kdjax import kernels
     from kdjax.config.check import _output_shapes
     from kdjax.runtime import compiled
+    from kdjax.tools import lowering
     from kdjax.runtime.device_memory import MARGIN, check_fits, free_bytes, gib
     from kdjax.steps import LOSS_PARAMS, build_optimizer
     from kdjax.trainer import Trainer
@@ -106,7 +110,7 @@ def report(config, workdir: str = "") -> dict:
                                                                      KNOWN_SIZES.get(config.data.name, 0))
         if train_src is None:
             notes.append(f"loss state sized for {num_data} training examples (the config's dataset size)")
-    state, frozen = compiled.abstract_state(trainer, tx, num_data)
+    state, frozen = lowering.abstract_state(trainer, tx, num_data)
     outputs = _output_shapes(trainer.model, trainer.sample)
     out = {"notes": notes, "models": {}, "losses": {}, "image_shape": list(info.image_shape),
            "num_classes": info.num_classes, "data": info.description}
@@ -142,7 +146,7 @@ def report(config, workdir: str = "") -> dict:
     # XLA:CPU: skip LLVM's optimisation passes; buffer assignment (the memory estimate) and the FLOP count come from
     # the HLO passes before them and are the same (checked on dkd:cifar100: equal figures, 4x faster compile)
     options = {"xla_backend_optimization_level": 0} if devices[0].platform == "cpu" else None
-    exe = compiled.lower_train_step(trainer, num_data=num_data).compile(options)
+    exe = lowering.lower_train_step(trainer, num_data=num_data).compile(options)
     flops = compiled.cost(exe)["flops"] * len(devices)  # cost_analysis is the per-device program's
     mem = compiled.memory(exe)
     free, source = free_bytes()
