@@ -79,3 +79,29 @@ def test_training_is_refused_before_the_first_step_when_the_step_does_not_fit(tm
     assert not os.path.exists(tmp_path / "wd" / "checkpoints" / "1")
     metrics = tmp_path / "wd" / "metrics.jsonl"
     assert not metrics.exists() or '"kind": "train"' not in metrics.read_text()  # no step ran
+
+
+def test_imagenet_preset_at_batch_256_on_eight_devices_reports_its_memory_per_device(tmp_path):
+    """The issue's case: configs/dkd.py:imagenet (ResNet34 → ResNet18, 224², batch 256) on 8 simulated devices,
+    without ImageNet or a teacher checkpoint (declared shapes, random weights). A device of 80 GiB stands in for
+    the accelerator (the simulated CPU devices share this host's memory)."""
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
+           "KDJAX_DEVICE_MEMORY_BYTES": str(80 * 2 ** 30)}
+    cmd = [sys.executable, "-m", "kdjax.main", "--config=configs/dkd.py:imagenet", f"--workdir={tmp_path / 'wd'}",
+           "--mode=check", "--config.train.batch_size=256"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1500, env=dict(os.environ, **env))
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    assert "images [224, 224, 3], 1000 classes" in text
+    assert "mesh: data=8 x fsdp=1 over 8 cpu device(s)" in text and "batch 256 = 32 per device" in text
+    # ResNet18 (PaddleClas layout: torchvision's 11,689,512 + the first block's 1x1 projection 64·64 + 2·64)
+    assert "Student: ResNet18, 11,693,736 params" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("memory per device (XLA estimate)"))
+    total = line.split(":", 1)[1].split("=")[0].strip()
+    value, unit = total.split()
+    per_device = float(value) * (2 ** 30 if unit == "GiB" else 2 ** 20)
+    # at least the float32 state every device holds (teacher + student params, student momentum) and at most what
+    # 32 images of ResNet34 inference + ResNet18 training could keep alive (< 8 GiB)
+    assert (21.8e6 + 2 * 11.7e6) * 4 < per_device < 8 * 2 ** 30, line
+    assert "fits:" in text
+    assert not os.path.exists(tmp_path / "wd")
