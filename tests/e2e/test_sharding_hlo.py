@@ -4,7 +4,7 @@ The train and eval steps of three configs — the default (DKD on small CNNs wit
 recipe (resnet32x4 → resnet8x4, the zoo's BatchNorm with its hand-written backward pass) and AFD (loss-side heads
 with batch-statistics BatchNorm) — are compiled, not run, on 8 simulated CPU devices for a `data=8` mesh and a
 `data=2, fsdp=4` mesh (fsdp_min_size=0: every parameter with an axis divisible by 4 is split). One subprocess
-compiles all twelve programs (`kdjax.runtime.compiled`: the same step functions, shardings and jit signatures
+compiles all twelve programs (`kdjax.tools.lowering`: the same step functions, shardings and jit signatures
 training uses, built from shapes alone); the tests read its report.
 
 How an activation is recognised: the batch is 56 = 8 × 7 and no parameter, optimizer or frozen-model array has an
