@@ -50,17 +50,23 @@ def heldout_source(config, heldout: int):
 
 
 def train_and_validate(config, workdir: str, heldout: int, teacher: str = None) -> dict:
-    """Train on the first len - `heldout` training images; {"val_top1": ..., "val_count": ..., "train_images": ...}.
+    """Train on the first len - `heldout` training images (or the first data.train_limit, if fewer); returns
+    {"val_top1": ..., "val_count": ..., "train_images": ..., "seed": ..., "workdir": ...}.
 
     `teacher`: an export dir for every init='train' model (else trained first, as kdjax.train.run does)."""
     from kdjax.config.check import check
+    from kdjax.errors import ConfigError
     from kdjax.train import run
     from kdjax.trainer import Trainer, evaluate_split
 
     config = copy.deepcopy(config)
     tail, total = heldout_source(config, heldout)
+    limit = int(config.data.get("train_limit", 0) or 0)
+    if limit > total - heldout:
+        raise ConfigError("data.train_limit", f"{limit} training images overlap the last {heldout} held out; give "
+                                              f"at most {total - heldout} (0: all of them)")
     with config.unlocked():
-        config.data.train_limit = total - heldout
+        config.data.train_limit = limit or total - heldout  # a smaller limit: a subset, still disjoint
         if teacher:
             for m in config.models.values():
                 if m.init == "train":
@@ -79,4 +85,4 @@ def train_and_validate(config, workdir: str, heldout: int, teacher: str = None) 
                             state.batch_stats, frozen, tail, batch_size=int(distill.train.eval_batch_size))
     name = distill.export_model
     return {"val_top1": float(scores[f"{name}/top1"]), "val_count": int(scores["count"]),
-            "train_images": total - heldout, "seed": int(config.seed), "workdir": os.path.abspath(workdir)}
+            "train_images": int(config.data.train_limit), "seed": int(config.seed), "workdir": os.path.abspath(workdir)}
