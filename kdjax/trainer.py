@@ -19,7 +19,7 @@ from kdjax.runtime.checkpoints import PhaseCheckpoints
 from kdjax.data.device_prefetch import DevicePrefetch
 from kdjax.data.pipeline import eval_batches, train_pipeline
 from kdjax.models.distillation import DistillationModel, build_submodels, normalize
-from kdjax.errors import KdjaxError, nonfinite_message
+from kdjax.errors import ConfigError, KdjaxError, nonfinite_message
 from kdjax.runtime.host_memory import compile_then_release, release_host_memory
 from kdjax.weights.init import check_variables_match, load_init
 from kdjax.losses import build_losses
@@ -59,6 +59,10 @@ class Phase:
         check_model_outputs(config, self.model, self.losses, self.sample, self.num_classes)
         # offline distillation: the cached model's logits come with each batch; the train step does not run it
         cached = teacher_cache.check(config)
+        if cached and self.losses.views:
+            raise ConfigError("teacher_cache", f"a loss here reads extra views {list(self.losses.views)} of each image "
+                              f"(e.g. mlkd's strong view), and {cached!r} must then run on them live: remove "
+                              "config.teacher_cache")
         self.cache = teacher_cache.TeacherCache(config.teacher_cache) if cached else None
         self.train_model = DistillationModel({n: s for n, s in self.submodels.items() if n != cached}) \
             if cached else self.model
@@ -136,7 +140,8 @@ class Phase:
         pipe = train_pipeline(train_source, global_batch=tcfg.batch_size, epochs=tcfg.epochs,
                               seed=int(cfg.seed), process_index=jax.process_index(),
                               process_count=jax.process_count(), augment=cfg.data.augment,
-                              num_threads=int(cfg.data.num_threads), prefetch=int(cfg.data.prefetch))
+                              num_threads=int(cfg.data.num_threads), prefetch=int(cfg.data.prefetch),
+                              views=self.losses.views)
         train_step, state, frozen = self.build_train_step(pipe.steps_per_epoch, pipe.total_steps)
         par = self.parallel
         ckpts = PhaseCheckpoints(os.path.join(self.directory, "checkpoints"), keep=int(tcfg.keep_checkpoints))
