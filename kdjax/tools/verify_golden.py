@@ -13,6 +13,9 @@ Conventions worth knowing:
   kl_div differentiates log(0)) cannot be compared and is reported as skipped, not failed.
 * PaddleClas never differentiates the teacher side of soft CE / KL / DKD (grad_teacher == 0 in its
   files); mdistiller (torch) does, so mdistiller cases use `teacher_grad=True`.
+* The plans of ../shared/golden_methods' logit families (MLKD, LS-KD/DKD, CTKD, NKD, USKD) are in
+  golden_logit_methods.py; a plan may compare an output with another stored one (`Plan.against`, e.g. a float32
+  reference that lost precision against its `_f64` twin) and override its tolerance, saying why.
 """
 
 import argparse
