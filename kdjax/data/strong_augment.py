@@ -3,8 +3,8 @@
 batch's view is a pure function of (pipeline seed, batch index) like the weak view.
 
 Recipe, after MLKD's `get_cifar100_train_transform_strong` / its ImageNet twin (FixMatch's RandAugment): the
-recipe's own crop and flip drawn independently of the weak view's (zero-pad + random crop for `crop_flip` / `cifar`;
-for `imagenet` an independent random-resized crop per record, `StrongRecordCrop`), then RandAugment(n=2): two ops
+recipe's own crop and flip drawn independently of the weak view's (zero-pad + random crop for `crop` / `crop_flip` /
+`cifar`, no flip for `crop`; for `imagenet` an independent random-resized crop per record, `StrongRecordCrop`), then RandAugment(n=2): two ops
 drawn with replacement from the 14 below, each at a magnitude uniform in its range, then Cutout of a random square
 of side U(0, 0.5)·W filled with (125, 123, 114) (grayscale: its luminance, 123).
 
@@ -17,7 +17,7 @@ nearest pixel and fill with 0, as PIL's defaults; the photometric ones follow PI
 
 import numpy as np
 
-from kdjax.data.augment import canonical_augment, random_crop, random_flip
+from kdjax.data.augment import _CROP_PAD, _NO_FLIP, canonical_augment, random_crop, random_flip, relative_pad
 from kdjax.data.transforms import random_resized_crop
 
 STRONG = "strong"
@@ -203,15 +203,16 @@ class StrongAugment:
 
     def __init__(self, recipe: str, n_ops: int = 2):
         self.recipe = canonical_augment(recipe)
-        self.crop_pad = {"crop_flip": 2, "cifar": 4}.get(self.recipe, 0)
-        self.flip = self.recipe != "none"
+        self.crop_pad = _CROP_PAD.get(self.recipe, 0)  # -1: relative to the image size, as the weak view's
+        self.flip = self.recipe not in ("none",) + _NO_FLIP  # `crop` keeps orientation (labels a flip can change)
         self.n_ops = int(n_ops)
 
     def __call__(self, batch, rng: np.random.Generator):
         key = view_key(STRONG)
         images = np.asarray(batch[key] if key in batch else batch["image"])
-        if self.crop_pad:
-            images = random_crop(images, rng, self.crop_pad)
+        pad = relative_pad(*images.shape[1:3]) if self.crop_pad < 0 else self.crop_pad
+        if pad:
+            images = random_crop(images, rng, pad)
         if self.flip:
             images = random_flip(images, rng)
         images = cutout(rand_augment(images, rng, self.n_ops), rng)

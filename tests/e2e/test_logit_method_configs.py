@@ -64,11 +64,11 @@ def _check_temperature_parameter(cfg, workdir):
     """g lives in params['_losses'], is restored from the checkpoint, and was trained (moved from its init)."""
     from kdjax.data.sources import open_source
     from kdjax.steps import LOSS_PARAMS
-    from kdjax.trainer import Phase
+    from kdjax.trainer import Trainer
 
     train_src, info = open_source(cfg.data, "train")
     test_src, _ = open_source(cfg.data, "test")
-    phase = Phase(cfg, str(workdir), train_src, test_src, info, "check")
+    phase = Trainer(cfg, str(workdir), train_src, test_src, info, "check")
     state, _, step = phase.restore_latest()
     g = float(jax.device_get(state.params[LOSS_PARAMS]["ctkd_Student_Teacher"]["global_t"]))
     assert step == 4 and np.isfinite(g) and g != cfg.losses.ctkd.params.init
@@ -92,17 +92,18 @@ def test_uskd_preset_is_self_distillation():
     assert list(cfg.models) == ["Student"] and cfg.models.Student.arch == "resnet8x4"
 
 
-def test_mlkd_refuses_a_teacher_cache(teacher_export, tmp_path, monkeypatch):
-    """The strong view needs the teacher run live: a config whose teacher comes from a cache is refused."""
+def test_mlkd_refuses_a_teacher_cache(monkeypatch):
+    """The strong view needs the teacher run live: a config whose teacher comes from a cache is refused, naming
+    teacher_cache."""
+    from kdjax.config import check
     from kdjax.data import teacher_cache
-    from kdjax.data.sources import open_source
     from kdjax.errors import ConfigError
-    from kdjax.trainer import Phase
 
-    cfg = tiny(_load("mlkd"), train_limit=256, epochs=1.0)
+    cfg = _load("mlkd")
+    manifest = {"model": "Teacher", "arch": cfg.models.Teacher.arch}
+    monkeypatch.setattr(teacher_cache, "read_manifest", lambda directory: manifest)
     with cfg.unlocked():
-        cfg.models.Teacher.init = teacher_export
-    monkeypatch.setattr(teacher_cache, "check", lambda config: "Teacher")  # as if config.teacher_cache held its logits
-    train_src, info = open_source(cfg.data, "train")
-    with pytest.raises(ConfigError, match="strong view"):
-        Phase(cfg, str(tmp_path), train_src, train_src, info, "check")
+        cfg.teacher_cache = "/nonexistent/cache"
+        cfg.data.augment = "none"
+    with pytest.raises(ConfigError, match=r"teacher_cache.*strong"):
+        check.check_teacher_cache(cfg)
