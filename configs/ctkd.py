@@ -25,6 +25,7 @@ CTKD = dict(t_start=1.0, t_end=20.0, init=1.0, decay_loops=10.0, lambda_max=0.0,
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train")
     c.models.Student = model_entry("convnet_student")
     c.losses.gt_ce = loss_entry("gt_ce", 0.1, models=["Student"])

@@ -20,6 +20,7 @@ from kdjax.config.presets import cifar100, unknown_preset
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Student = model_entry("convnet_student", capture=["blocks[1]"])
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])
     c.losses.uskd = loss_entry("uskd", 1.0, models=["Student"], key="blocks[1]", alpha=1.0, beta=0.1, mu=0.005)
