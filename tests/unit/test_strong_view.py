@@ -40,7 +40,8 @@ def _batches(source, augment, views, k=3, seed=5):
     return [next(it) for _ in range(k)]
 
 
-@pytest.mark.parametrize("shape,augment", [((16, 16, 3), "cifar"), ((12, 12, 1), "crop_flip"), ((12, 12, 1), "flip")])
+@pytest.mark.parametrize("shape,augment", [((16, 16, 3), "cifar"), ((12, 12, 1), "crop_flip"), ((12, 12, 1), "flip"),
+                                           ((28, 28, 1), "crop")])
 def test_pipeline_adds_a_deterministic_strong_view_and_keeps_the_weak_one(shape, augment):
     src = PatternSource(shape=shape)
     plain = _batches(src, augment, ())
@@ -54,6 +55,24 @@ def test_pipeline_adds_a_deterministic_strong_view_and_keeps_the_weak_one(shape,
         assert np.mean(t["image_strong"] != t["image"]) > 0.3
     other_seed = _batches(src, augment, ("strong",), seed=6)[0]
     assert np.any(other_seed["image_strong"] != two[0]["image_strong"])
+
+
+def test_label_safe_crop_recipe_never_flips_the_strong_view(monkeypatch):
+    """`crop` keeps orientation (a flip can change a digit's label): the strong view's own crop is the weak view's
+    relative pad (2 px at 28×28) and it is never mirrored. With RandAugment and Cutout switched off, every strong
+    image is an unflipped shift of its record by at most 2 px, and some are shifted."""
+    aug = S.StrongAugment("crop", n_ops=0)
+    images = np.random.default_rng(0).integers(1, 256, (64, 28, 28, 1), dtype=np.uint8)
+    monkeypatch.setattr(S, "cutout", lambda x, rng: x)
+    out = aug({"image": images}, np.random.default_rng(1))["image_strong"]
+    shifted = 0
+    for img, got in zip(images, out):
+        padded = np.pad(img, ((2, 2), (2, 2), (0, 0)))
+        offsets = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if np.array_equal(padded[dy:dy + 28, dx:dx + 28], got)]
+        assert offsets, "not an unflipped shift of its record"
+        shifted += offsets != [(2, 2)]
+    assert shifted > 32
 
 
 def test_pipeline_refuses_mixing_and_unknown_views():
