@@ -11,7 +11,8 @@ on a mid-level feature plus the model's log-probabilities (yzd-v/cls_KD's USKDLo
                                       beta 0.1, mu 0.1) on resnet8x4 (mid feature `stages[1]`, 128 channels) with
                                       mdistiller's 240-epoch schedule; cls_KD's CIFAR ResNet-18 is not in the zoo
 
-Offline default (`python -m kdjax.main --config=configs/uskd.py --workdir=/tmp/uskd`): MEASURED_DEFAULT
+Offline default: `python -m kdjax.main --config=configs/uskd.py --workdir=/tmp/uskd`; its accuracy is not measured
+yet (configs/sweep_fashion_mnist.py runs it with 3 seeds at the shared budget).
 """
 
 from kdjax.config.defaults import base_config, loss_entry, model_entry
