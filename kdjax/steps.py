@@ -153,12 +153,17 @@ def make_train_step(model: DistillationModel, losses, tx, schedule, *, mean, std
     """
     accum = int(grad_accum_steps or 1)
 
+    def input_views(batch):
+        """{"": the batch's images, view: batch["image_<view>"] for each extra view a loss reads (LossSpec.views)}."""
+        return {v: normalize(batch["image_" + v if v else "image"], mean, std, compute_dtype)
+                for v in ("",) + tuple(getattr(losses, "views", ()))}
+
     def forward(params, batch_stats, frozen, batch, r_model, r_loss, epoch, loss_state=None):
-        images = normalize(batch["image"], mean, std, compute_dtype)
         if gather_params is not None:
             params, batch_stats, frozen = gather_params((params, batch_stats, frozen))
         model_params, frozen_c = _compute_variables(params, frozen, compute_dtype)
-        outputs, new_stats = model.apply(model_params, batch_stats, frozen_c, images, train=True, rng=r_model)
+        outputs, new_stats = model.apply_views(model_params, batch_stats, frozen_c, input_views(batch), train=True,
+                                               rng=r_model)
         outputs = jax.tree.map(lambda a: a.astype(jnp.float32), outputs)
         for name in cached:
             outputs[name] = {"logits": jax.lax.stop_gradient(batch[cached_key(name)].astype(jnp.float32))}

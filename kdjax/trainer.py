@@ -197,7 +197,8 @@ class Trainer:
         return self._report(last_eval, pipe, start, elapsed, wait)
 
     def _pipeline(self):
-        """The training batches: records carry their dataset index when a loss (CRD) or the teacher cache needs it."""
+        """The training batches: records carry their dataset index when a loss (CRD) or the teacher cache needs it, and
+        the extra input views a loss reads (MLKD's strong view)."""
         cfg = self.config
         source = self.train_source
         if self.cache is not None:
@@ -208,7 +209,7 @@ class Trainer:
         return train_pipeline(source, global_batch=cfg.train.batch_size, epochs=cfg.train.epochs, seed=int(cfg.seed),
                               process_index=jax.process_index(), process_count=jax.process_count(),
                               augment=cfg.data.augment, num_threads=int(cfg.data.num_threads),
-                              prefetch=int(cfg.data.prefetch))
+                              prefetch=int(cfg.data.prefetch), views=self.losses.views)
 
     def _restore(self, ckpts, state, host_batches, total_steps):
         """(state, step) of the newest good checkpoint (the data iterator moved to its position), or (state, 0)."""

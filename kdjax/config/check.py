@@ -338,6 +338,11 @@ def _check_cache_losses(config, name: str):
             for side, model in enumerate(unit):
                 if model != name:
                     continue
+                if entry.spec.views:
+                    raise ConfigError("teacher_cache", f"losses.{lname} ({entry.type}) reads {name} on extra views "
+                                                       f"{list(entry.spec.views)} of each image (e.g. mlkd's strong "
+                                                       f"view), which a cache does not hold; drop teacher_cache to "
+                                                       f"run {name} live")
                 keys = [k for k in input_keys(entry, side) if k != "logits"]
                 if keys:
                     raise ConfigError(f"losses.{lname}.{entry.key_fields[side]}",

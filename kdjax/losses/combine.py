@@ -43,7 +43,12 @@ class CombinedLoss:
 
     @property
     def needs_epoch(self) -> bool:
-        return any(e.params.get("warmup_epochs") for e in self.entries)
+        return any(e.spec.needs_epoch or e.params.get("warmup_epochs") for e in self.entries)
+
+    @property
+    def views(self) -> Tuple[str, ...]:
+        """Extra input views some loss reads (LossSpec.views), in a fixed order; () for most configs."""
+        return tuple(sorted({v for e in self.entries for v in e.spec.views}))
 
     @property
     def needs_rng(self) -> bool:

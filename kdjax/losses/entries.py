@@ -262,6 +262,8 @@ def _shape(outputs, e: LossEntry, model: str, key: str, side: int):
 def _pair_problem(e: LossEntry, s, t):
     """Why this student/teacher shape pair cannot be used by entry e, or None (the loss module decides)."""
     if e.spec.arity == "models":
+        if e.spec.shape_check:  # e.g. uskd's mid feature
+            return e.spec.shape_check(e, s, None)
         return None if len(s) == 2 else f"needs [N, C] logits, got {list(s)}"
     if s[0] != t[0]:
         return f"batch sizes differ: student {list(s)} vs teacher {list(t)}"

@@ -70,6 +70,12 @@ class LossSpec:
     state_init: Optional[Callable] = None  # (entry, num_data, rng) -> non-gradient state; compute returns it updated
     needs_index: bool = False  # reads the batch's dataset indices (ctx.indices)
     needs_rng: bool = False  # draws random numbers each call (ctx.rng)
+    needs_epoch: bool = False  # reads ctx.epoch (1-based) every call (CTKD's curriculum)
+    # extra input views the loss reads besides the batch's "image" (e.g. ("strong",) for MLKD): the pipeline then
+    # emits batch["image_<view>"] (a differently augmented copy of the same records), every model runs on each
+    # view, and the loss finds model outputs of view v under "<v>/<key>" (e.g. a["strong/logits"]); see
+    # DistillationModel.apply_views and kdjax/data/strong_augment.py
+    views: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,25 @@ class DistillationModel:
                         new_stats[name] = stats if stats is not None else batch_stats[name]
         return outputs, new_stats
 
+    def apply_views(self, params, batch_stats, frozen_vars, views, *, train: bool, rng):
+        """`apply` on each input view in turn; views = {"": images, "strong": images_strong, ...} (the first one the
+        batch's own images). Outputs of view v are merged into each model's dict as "<v>/<key>" ("strong/logits");
+        the first view's keep their plain names, and with one view this is exactly `apply`.
+
+        BatchNorm of trainable models in train mode: each view is normalised with its own batch statistics, and
+        the running averages are updated once per view, in view order (the second view starts from the first's
+        update) — as mdistiller's AugTrainer runs `student(image_weak)` then `student(image_strong)` (MLKD), not
+        one forward pass on their concatenation. Frozen models run in inference mode on every view.
+        """
+        outputs, stats = {}, batch_stats
+        for k, (view, images) in enumerate(views.items()):
+            out, stats = self.apply(params, stats, frozen_vars, images, train=train,
+                                    rng=rng if k == 0 else jax.random.fold_in(rng, 7919 + k))
+            for name, values in out.items():
+                prefix = f"{view}/" if view else ""
+                outputs.setdefault(name, {}).update({prefix + key: v for key, v in values.items()})
+        return outputs, stats
+
     def feature_names(self, name, images) -> list:
         """Every feature name `name` records, then (user modules) every submodule path; shapes only, no compute."""
         sub = self.submodels[name]

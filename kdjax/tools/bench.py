@@ -90,6 +90,8 @@ class StepBench:
         rng_np = np.random.default_rng(0)
         host = {"image": rng_np.integers(0, 256, (self.batch,) + shape, dtype=np.uint8),
                 "label": rng_np.integers(0, classes, (self.batch,)).astype(np.int32)}
+        for view in phase.losses.views:  # extra input views a loss reads (mlkd's strong view)
+            host[f"image_{view}"] = rng_np.integers(0, 256, (self.batch,) + shape, dtype=np.uint8)
         self.data = phase.parallel.put_batch(host)
         self.rng = jax.random.PRNGKey(0)
         self.metrics = None

@@ -47,6 +47,7 @@ ENTRIES = {
     "crd": dict(LOGIT_PAIR, key="avg_pool", feat_dim=8, nce_k=8),
     "rkd": dict(LOGIT_PAIR, key="avg_pool"),
     "deit": dict(LOGIT_PAIR, s_keys=["logits", "logits"], t_keys=["logits"]),
+    "uskd": dict(models=["Student"], key="blocks[1]"),
 }
 # entries whose separability depends on a hyper-parameter or the data: (id, type, params, SSLD data?, separable)
 VARIANTS = [
