@@ -153,4 +153,11 @@ def test_one_and_eight_devices_give_the_same_losses(trained, tmp_path):
         assert json.loads(out.stdout.strip().splitlines()[-1])["devices"] == n
         losses[n] = [r["loss"] for r in _read_jsonl(tmp_path / f"d{n}" / "metrics.jsonl") if r["kind"] == "train"]
     assert len(losses[1]) == len(losses[8]) == 8
-    np.testing.assert_allclose(losses[8], losses[1], rtol=2e-4)
+    # Step 1 is one forward pass on the same state and batch: float rounding only (the 1-device float32 BatchNorm
+    # sums are the less accurate ones). Later steps carry ReLU / max-pool kinks that rounding flips: one flipped
+    # activation changed a step-1 gradient by 9e-3 of its leaf's largest value in the tiny KD job
+    # (tests/e2e/test_multi_device.py, MESH_STATE_TOL). Measured here: steps 1-3 within 7.3e-7, then 5.4e-5 (step
+    # 4) and 5.5e-4 (step 5) once a flip has happened, so 2e-3 for the trajectory (a batch or BatchNorm statistics
+    # differing by device would move even step 1 far more).
+    np.testing.assert_allclose(losses[8][0], losses[1][0], rtol=1e-5)
+    np.testing.assert_allclose(losses[8], losses[1], rtol=2e-3)

@@ -226,10 +226,42 @@ def test_every_run_stopped_with_a_checkpoint(runs):
     assert runs["one"][1]["devices"] == 1 and runs["data8"][1]["devices"] == 8
 
 
+# Across meshes the state after STEPS steps agrees to float rounding amplified by ReLU / max-pool kinks, not to
+# float rounding itself (measured with benchmarks/mesh_rounding.py: first step, same state and batch). One device
+# sums each BatchNorm statistic over all 32·14·14 rows in float32; 8 devices sum 1/8 each and all-reduce, which is
+# closer to float64 (normalised stem activations 4.5e-5 from float64 on 1 device, 3.4e-6 on 8). A pre-activation
+# within that of 0 (one in stage0: +4.0e-6 on 1 device, <= 0 in float64 and on 8 devices) becomes the only
+# non-zero of its 2x2 pool window and takes that window's gradient, so the 1-device step-1 gradient of stage0/stem
+# differs by up to 9.1e-3 of the leaf's largest value (8 devices: 1.2e-6 from float64); three steps on, params and
+# batch_stats differ by up to 2.8e-2 of their leaf's largest value, the momentum traces (raw gradients) by 7.5e-2,
+# while the losses still agree to 6e-5. A semantic difference (statistics of a device's shard, another batch,
+# gradients not all-reduced) moves the losses well beyond RTOL from step 1 on, and a mis-assembled shard moves a
+# leaf by O(its largest value); both stay caught. Bounds below: about 3x the measured amplification.
+MESH_STATE_TOL = {"params": 0.1, "batch_stats": 0.1, "opt_state": 0.25}
+
+
+def _assert_same_state_across_meshes(a, b):
+    import jax
+
+    for group, tol in MESH_STATE_TOL.items():
+        la, lb = jax.tree_util.tree_leaves_with_path(a[group]), jax.tree_util.tree_leaves_with_path(b[group])
+        assert [p for p, _ in la] == [p for p, _ in lb]
+        for (path, x), (_, y) in zip(la, lb):
+            if not np.issubdtype(np.asarray(y).dtype, np.floating):
+                np.testing.assert_array_equal(x, y, err_msg=group + jax.tree_util.keystr(path))
+                continue
+            bound = tol * np.abs(y).max() + ATOL
+            assert np.abs(x - y).max() <= bound, (group + jax.tree_util.keystr(path), np.abs(x - y).max(), bound)
+
+
 @pytest.mark.parametrize("name", ["data8", "fsdp8"])
 def test_eight_devices_match_one_device(runs, name):
-    np.testing.assert_allclose(_losses(runs[name][0]), _losses(runs["one"][0]), rtol=RTOL)
-    _assert_same_state(_restore(runs, name), _restore(runs, "one"))
+    """The losses agree to RTOL at every step (the first one, a forward pass on the same state, far tighter); the
+    checkpointed state to the kink-amplified rounding measured above."""
+    eight, one = _losses(runs[name][0]), _losses(runs["one"][0])
+    np.testing.assert_allclose(eight[0], one[0], rtol=1e-5)
+    np.testing.assert_allclose(eight, one, rtol=RTOL)
+    _assert_same_state_across_meshes(_restore(runs, name), _restore(runs, "one"))
 
 
 def test_fsdp_shards_params_optimizer_state_and_frozen_teacher(runs):
@@ -246,7 +278,7 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one(runs):
     sharded across the two processes; the checkpoint both wrote restores here, in one process."""
     wd = runs["two_proc"][0]
     np.testing.assert_allclose(_losses(wd), _losses(runs["one"][0]), rtol=RTOL)
-    _assert_same_state(_restore(runs, "two_proc"), _restore(runs, "one"))
+    _assert_same_state_across_meshes(_restore(runs, "two_proc"), _restore(runs, "one"))  # batch split in 2
     assert not os.path.exists(os.path.join(wd, "metrics.jsonl.1"))
     with open(os.path.join(wd, "metrics.jsonl")) as f:  # written by process 0 only: one record per step
         assert [r["step"] for r in map(json.loads, f) if r["kind"] == "train"] == list(range(1, STEPS + 1))
