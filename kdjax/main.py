@@ -21,6 +21,9 @@ _WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for checkpoints, 
 _MODE = cli_flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes automatically) or eval.")
 _EXPORT_DIR = cli_flags.DEFINE_string("export_dir", None, "--mode=eval: evaluate this export instead of the checkpoint.")
 _RESTART = cli_flags.DEFINE_bool("restart", False, "Move an existing run in --workdir aside and start fresh.")
+_PADDLECLAS_O = cli_flags.DEFINE_multi_string("paddleclas_override", [], "-o KEY=VALUE (repeatable): a PaddleClas "
+                                              "override of the YAML of --config=configs/paddleclas.py:PATH.yaml, "
+                                              "applied before translation (e.g. -o Global.epochs=2).", short_name="o")
 # multi-host (see kdjax/runtime/distributed.py): Cloud TPU and Slurm are detected; elsewhere give all three, or the
 # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables
 _COORDINATOR = cli_flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0's coordinator.")
@@ -32,8 +35,8 @@ _DISTRIBUTED = cli_flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"
                                      "auto: initialise JAX's distributed runtime when the flags/env above, a Cloud "
                                      "TPU VM or a multi-task Slurm step say so; on: always (JAX auto-detects); off: "
                                      "never.")
-FLAG_NAMES = ("config", "workdir", "mode", "export_dir", "restart", "coordinator_address", "num_processes",
-              "process_id", "local_device_ids", "distributed")
+FLAG_NAMES = ("config", "workdir", "mode", "export_dir", "restart", "paddleclas_override", "coordinator_address",
+              "num_processes", "process_id", "local_device_ids", "distributed")
 
 
 def main(argv):
@@ -52,6 +55,11 @@ def main(argv):
                               mode=_DISTRIBUTED.value):
         preemption.listen_for_sigterm()  # JAX's preemption notifier took SIGTERM over; kdjax handles it
     config = load_config(_CONFIG)
+    if _PADDLECLAS_O.value:  # PaddleClas -o overrides: translate the YAML again with them, then the --config.* ones
+        from kdjax.cli.flags import config_overrides
+        from kdjax.config.paddleclas import retranslate
+
+        config = retranslate(config, _PADDLECLAS_O.value, config_overrides())
     if not _WORKDIR.value:
         raise ConfigError("", "no --workdir given; e.g. --workdir=/tmp/kdjax_dkd")
     workdir = os.path.abspath(_WORKDIR.value)

@@ -12,6 +12,7 @@ from kdjax.config.defaults import loss_entry
 from kdjax.errors import ConfigError
 from kdjax.runtime.distributed import barrier
 from kdjax.runtime.workdir import check_workdir, move_aside
+from kdjax.weights import model_cache
 from kdjax.weights.export_dir import is_export_dir
 from kdjax.trainer import Trainer
 
@@ -82,13 +83,14 @@ def run(config, workdir: str, restart: bool = False) -> dict:
 
     pretrained = {}
     for name, (pre, export_dir) in pretrain_phases.items():
-        if not is_export_dir(export_dir):
+        if not is_export_dir(export_dir) and not model_cache.reuse(config, name, info, train_src, export_dir):
             if is_main:
                 print(f"models.{name} has init='train': training {name} ({config.models[name].arch}) first with "
                       f"ground-truth CE for {config.pretrain.epochs} epochs, then distilling.", flush=True)
             result = pre.train(export_dir)
             if result.get("preempted"):
                 return result
+            model_cache.publish(config, name, info, train_src, export_dir)  # trained once: kept for later runs
         elif is_main:
             print(f"models.{name}: using the {name} trained earlier in {export_dir}", flush=True)
         with config.unlocked():
@@ -98,7 +100,8 @@ def run(config, workdir: str, restart: bool = False) -> dict:
     result = phase.train(os.path.join(workdir, "export"))
     if result.get("preempted"):
         return result
-    summary = {"eval": result, "export_dir": os.path.join(workdir, "export"), "pretrained": pretrained}
+    summary = {"eval": result, "export_dir": os.path.join(workdir, "export"), "pretrained": pretrained,
+               "best": result.get("best")}
     if is_main:
         print(summary_table(config, result, summary["export_dir"]), flush=True)
         with open(os.path.join(workdir, "summary.json"), "w") as f:
@@ -117,6 +120,9 @@ def summary_table(config, result: dict, export_dir: str) -> str:
         lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)))
         if i == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
+    best = result.get("best")
+    if best:
+        lines.append(f"Best {config.export_model}: top-1 {100 * best['top1']:.2f}% at step {best['step']} → {best['dir']}")
     lines.append(f"Exported {config.export_model} → {export_dir}")
     lines.append(f"  try: python -m kdjax.infer --export_dir={export_dir} --from_dataset=8")
     return "\n".join(lines)

@@ -104,4 +104,7 @@ def base_config():
     # Offline distillation: a directory written by `python -m kdjax.tools.cache_teacher`; the frozen teacher's logits are
     # read from it instead of running the teacher in the train step (needs data.augment='none').
     c.teacher_cache = ""
+    # Loss-term names in metrics.jsonl, TensorBoard and the progress line: "kdjax" (loss/dkd/Student-Teacher) or
+    # "paddleclas" (loss_dkd_Student_Teacher, CELoss_Student, ...); see kdjax/runtime/metric_names.py
+    c.metric_names = "kdjax"
     return c

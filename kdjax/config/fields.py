@@ -89,6 +89,7 @@ FIELDS: Dict[str, Check] = {
     "export_model": text,
     "precision": one_of("float32", "bfloat16"),
     "teacher_cache": text,
+    "metric_names": one_of("kdjax", "paddleclas"),
     "data.name": text, "data.source": text, "data.tfds_data_dir": optional_text, "data.data_dir": optional_text,
     "data.train_split": text, "data.test_split": text, "data.root": optional_text, "data.train_list": text,
     "data.test_list": text, "data.label_names_file": optional_text, "data.unlabeled_list": optional_text,

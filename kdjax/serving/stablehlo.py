@@ -1,4 +1,4 @@
-"""`python -m kdjax.export --format=stablehlo --export_dir=DIR [--out=FILE]`: the exported model as a serialized
+"""`python -m kdjax.export --format=stablehlo --export_dir=DIR [--out=FILE]` (kdjax/export.py): the exported model as a serialized
 `jax.export` artifact.
 
 The artifact is StableHLO with the parameters baked in and the batch dimension symbolic; it takes uint8 NHWC
@@ -11,13 +11,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-from kdjax.cli import flags as cli_flags  # noqa: E402
-
-_EXPORT = cli_flags.DEFINE_string("export_dir", None, "kdjax export directory (WORKDIR/export).")
-_OUT = cli_flags.DEFINE_string("out", None, "Artifact path (default: EXPORT_DIR/model.jax_exported).")
-_FORMAT = cli_flags.DEFINE_enum("format", "stablehlo", ["stablehlo"], "Serving format.")
-
-
 def export_stablehlo(export_dir: str, out_path: str = None, platforms=("cpu",)) -> str:
     from jax import export as jax_export
 
@@ -45,23 +38,11 @@ def export_stablehlo(export_dir: str, out_path: str = None, platforms=("cpu",)) 
     return out_path
 
 
-def main(argv):
-    del argv
-    from kdjax.errors import KdjaxError
-
-    if not _EXPORT.value:
-        raise KdjaxError("--export_dir is required")
-    path = export_stablehlo(_EXPORT.value, _OUT.value)
-    print(f"wrote {path} (+ .json); run it with: python kdjax/serving/loader.py {path} IMAGES...")
-
-
-FLAG_NAMES = ('export_dir', 'out', 'format')
-
-
 def cli():
-    from kdjax.cli.run import run_command
+    """`python -m kdjax.export` is the command (its --format=stablehlo); kept so older entry points still work."""
+    from kdjax.export import cli as export_cli
 
-    run_command(main, prog="kdjax.export", module="kdjax.export", doc=__doc__, flag_names=FLAG_NAMES)
+    export_cli()
 
 
 if __name__ == "__main__":
