@@ -5,7 +5,9 @@ import); tests/e2e/ runs the real training loop or CLI. Every e2e test is marked
 tests), so `python -m pytest -q -m "not slow" tests` is the quick loop; the README's command runs everything."""
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -13,6 +15,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+# Models trained first (init='train') go to a cache (kdjax/weights/model_cache.py): tests use a fresh one per session,
+# shared by the runs of the session (and their subprocesses), never the user's ~/.cache/kdjax
+TEST_CACHE = tempfile.mkdtemp(prefix="kdjax-test-cache-")
+os.environ["KDJAX_CACHE"] = TEST_CACHE
 # kdjax's XLA:CPU flags, as `python -m kdjax.main` applies them, before anything starts JAX: runs made in this
 # process then compute exactly what the CLI subprocesses compute (the flags change convolution rounding)
 import kdjax.runtime.xla_flags  # noqa: E402,F401
@@ -56,6 +62,10 @@ def shared_dir():
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: runs the real training loop, a CLI or a long computation (deselect with "
                                        "-m 'not slow')")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -158,8 +158,9 @@ def _backbone(ctx: Ctx, key: str, kw: dict, frozen: bool, path: str) -> Model:
                                               else ""))
     kind, stages = family
     if arch not in known:  # a PaddleClas arch of a family kdjax has, but not this one (yet)
-        ctx.refuse(join(path, "name"), f"{arch} is not in kdjax's model zoo yet (its {kind} family: "
-                                       f"{', '.join(a for a in sorted(known) if _family(a) and _family(a)[0] == kind) or 'none yet'})")
+        have = [a for a in sorted(known) if _family(a) and _family(a)[0] == kind]
+        ctx.refuse(join(path, "name"), f"{arch} is not in kdjax's model zoo yet"
+                                       + (f" (of its family kdjax has {', '.join(have)})" if have else ""))
     defaults = {"resnet": _RESNET_DEFAULTS, "pplcnet": _PPLCNET_DEFAULTS}.get(kind, {})
     forwarded = _PPLCNET_FORWARDED if kind == "pplcnet" else ()
     kwargs = {}
