@@ -107,3 +107,24 @@ def test_seed_yaml_losses_equal_the_kdjax_configs_on_one_batch(method, tmp_path)
     assert np.isfinite(float(total_a))
     # each value under PaddleClas' key
     assert set(term_labels(ours, a).values()) == KEYS[method]
+
+
+@pytest.mark.slow
+def test_seed_yaml_features_exist_in_the_real_networks(tmp_path):
+    """Every return_patterns name of the seed YAMLs is a feature kdjax's network of that name records (traced by
+    shape only, at 32×32), so the YAMLs' own networks run their losses."""
+    from kdjax.config.paddleclas import translate_file
+    from kdjax.models.distillation import DistillationModel, build_submodels
+
+    wanted = {}
+    for method in METHODS:
+        config = translate_file(seed_yaml(method, tmp_path))
+        for m in config.models.values():
+            wanted.setdefault(m.arch, set()).update(m.capture)
+    assert set(wanted) == {"ResNet34", "ResNet18", "ResNet50_vd", "PPLCNet_x2_5"}
+    import ml_collections
+
+    models = ml_collections.ConfigDict({a: dict(arch=a, kwargs={}) for a in wanted})
+    model = DistillationModel(build_submodels(models, 10))
+    for arch, names in wanted.items():
+        assert names <= set(model.feature_names(arch, jnp.zeros((1, 32, 32, 3)))), arch
