@@ -73,8 +73,13 @@ def main(argv):
     train.run(config, workdir, restart=_RESTART.value)  # --restart moves the old run aside once the checks pass
 
 
-if __name__ == "__main__":
+def cli():
+    """`python -m kdjax.main`, and the `kdjax-train` console script."""
     from kdjax.cli.run import run_command
 
     run_command(main, prog="kdjax", module="kdjax.main", doc=__doc__, flag_names=FLAG_NAMES,
                 interrupted="run the same command again to resume from the last checkpoint")
+
+
+if __name__ == "__main__":
+    cli()

@@ -60,8 +60,20 @@ def shared_dir():
 
 
 def pytest_configure(config):
+    _rerun_in_install_venv(config)
     config.addinivalue_line("markers", "slow: runs the real training loop, a CLI or a long computation (deselect with "
                                        "-m 'not slow')")
+
+
+def _rerun_in_install_venv(config):
+    """After install.sh made .venv on a PEP 668 system: `python -m pytest` with a Python lacking kdjax's packages
+    re-runs itself there (kdjax/_venv.py), with pytest's output capture stopped first so the re-run prints."""
+    from kdjax._venv import reexec, started_as, venv_python
+
+    python = venv_python() if started_as() == "pytest" else None
+    if python:
+        config.pluginmanager.getplugin("capturemanager").stop_global_capturing()
+        reexec(python)
 
 
 def pytest_unconfigure(config):

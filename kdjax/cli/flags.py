@@ -113,6 +113,9 @@ def parse_flags(argv, prog: str):
         print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
         sys.exit(2)
 
+    from kdjax.cli.config_path import resolve_argv
+
+    argv = resolve_argv(argv)  # configs/<name>.py from the installed package when not here (pip install .)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
