@@ -78,3 +78,14 @@ def test_reexec_only_without_jax_and_with_the_venv(tmp_path, monkeypatch):
     assert _venv.started_as() == "kdjax.main"
     monkeypatch.setattr(sys, "orig_argv", ["python", "script.py"])
     assert _venv.started_as() == ""
+
+
+def test_install_sh_parses_and_is_shellcheck_clean():
+    import shutil
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", os.path.join(REPO, "install.sh")]).returncode == 0
+    if shutil.which("shellcheck"):
+        out = subprocess.run(["shellcheck", "--shell=bash", os.path.join(REPO, "install.sh")], capture_output=True,
+                             text=True)
+        assert out.returncode == 0, out.stdout
