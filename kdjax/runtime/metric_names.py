@@ -22,7 +22,7 @@ def term_labels(config, losses) -> Dict[str, str]:
     kdjax_names = {PREFIX + t: PREFIX + t for t in losses.term_names}
     if (config.get("metric_names") or "kdjax") != "paddleclas":
         return kdjax_names
-    from kdjax.config.paddleclas.losses import default_keys
+    from kdjax.config.paddleclas.keys import default_keys
 
     pc = config.get("paddleclas") or {}
     explicit = dict((pc.get("metric_keys") or {}).items()) if pc else {}

@@ -8,7 +8,8 @@ Routes: `python -m kdjax.main --config=configs/paddleclas.py:PATH.yaml [-o KEY=V
 """
 
 from kdjax.config.paddleclas.context import YamlError  # noqa: F401
-from kdjax.config.paddleclas.losses import default_keys, from_paddleclas  # noqa: F401
+from kdjax.config.paddleclas.keys import default_keys  # noqa: F401
+from kdjax.config.paddleclas.losses import from_paddleclas  # noqa: F401
 from kdjax.config.paddleclas.report import describe, missing_inputs  # noqa: F401
 from kdjax.config.paddleclas.translate import retranslate, translate, translate_file  # noqa: F401
 from kdjax.config.paddleclas.yaml_io import apply_overrides, load_yaml, parse_config_arg  # noqa: F401

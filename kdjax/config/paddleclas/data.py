@@ -225,7 +225,7 @@ def translate_data(ctx: Ctx, loader, cards: int = 1) -> dict:
         ops = (_train_ops if split == "Train" else _eval_ops)(ctx, ds.get("transform_ops"), ops_path)
         if split == "Train":
             out.update(ops, root=ds["image_root"], train_list=ds["cls_label_path"], batch_size=batch * cards)
-            ctx.source("data.root", f"DataLoader.Train.dataset.image_root")
+            ctx.source("data.root", "DataLoader.Train.dataset.image_root")
             ctx.source("data.train_list", "DataLoader.Train.dataset.cls_label_path")
             ctx.source("train.batch_size", "DataLoader.Train.sampler.batch_size")
         else:

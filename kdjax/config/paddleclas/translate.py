@@ -8,7 +8,7 @@ them with the translated config.
 """
 
 import os
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import ml_collections
 
@@ -144,6 +144,9 @@ def translate(yaml_config: dict, yaml_file: str = "", overrides: Sequence[str] =
     num_classes = min(per_model.values())
     if not any(m.num_classes for m in arch.models.values()):
         ctx.note("Arch.models", "no model sets class_num: 1000 classes each, as in PaddleClas")
+    if g["class_num"] is not None and g["class_num"] != num_classes:
+        ctx.note("Global.class_num", f"not read by PaddleClas' DistillationModel (each model has its own class_num; "
+                                     f"kdjax uses {num_classes})")
     shape = g["image_shape"]
     if shape is not None and list(shape) != [3, data["image_size"], data["image_size"]]:
         ctx.refuse("Global.image_shape", f"{shape} differs from the training crop {data['image_size']} "
