@@ -51,6 +51,9 @@ def missing_inputs(config) -> List[str]:
             lines.append(f"config.{field} = {path}{origin}: no such {'directory' if kind == 'dir' else 'file'}")
     for name, m in config.models.items():
         init = m.get("init") or ""
+        if not init and m.get("frozen"):
+            lines.append(f"config.models.{name}.init: none, but models.{name} is frozen: give its weights "
+                         f"(--config.models.{name}.init=PATH) or init=train to train it here first")
         if init and init != "train" and not os.path.exists(os.path.expanduser(init)):
             origin = f" ({sources.get(f'models.{name}')})" if f"models.{name}" in sources else ""
             hint = ""
@@ -106,7 +109,7 @@ def describe(config) -> str:
         role = "frozen" if m.frozen else "trained"
         if name == config.export_model:
             role += ", exported"
-        init = m.get("init") or "random"
+        init = m.get("init") or ("NONE (needs one)" if m.frozen else "random")
         capture = f", captures {list(m.capture)}" if m.get("capture") else ""
         kwargs = f", kwargs {dict(m.kwargs)}" if m.get("kwargs") else ""
         origin = f"   ← {sources[f'models.{name}']}" if f"models.{name}" in sources else ""
