@@ -30,16 +30,18 @@ def term_labels(config, losses) -> Dict[str, str]:
     labels, used, rkd_seen = {}, set(), 0
     for entry in losses.entries:
         name = entry_names[entry.index] if entry.index < len(entry_names) else ""
-        keys = explicit.get(name)
-        if keys is None:
-            keys = default_keys(entry, rkd_seen)
+        # a translated YAML's own keys, by unit ("Student-Teacher"): a unit it does not name (e.g. the teacher's
+        # ground-truth CE when the teacher is trained first) gets the usual wrapper's key
+        given = {unit: keys for unit, keys in (explicit.get(name) or ())}
+        defaults = default_keys(entry, rkd_seen)
         if entry.type == "rkd":
             rkd_seen += 1
         for u, unit_terms in enumerate(losses.entry_term_names(entry.index)):
+            keys = given.get("-".join(entry.units[u])) or (defaults[u] if defaults is not None else None)
             for p, term in enumerate(unit_terms):
                 label = PREFIX + term
-                if keys is not None and u < len(keys) and p < len(keys[u]):
-                    label = str(keys[u][p])
+                if keys is not None and p < len(keys):
+                    label = str(keys[p])
                 if label in used:  # PaddleClas would overwrite; kdjax keeps both apart
                     label = f"{label}#{entry.index}"
                 used.add(label)

@@ -75,3 +75,17 @@ def test_progress_line_shows_each_term(tmp_path):
     finally:
         log.close()
     assert shown == {"img/s": "12", "loss": "1.5000", "CELoss_Student": "1.2500", "loss_dkd_Student_Teacher": "0.2500"}
+
+
+def test_a_translated_yamls_teacher_trained_first_gets_its_own_key(tmp_path):
+    """The pretrain phase of init='train' trains gt_ce on the teacher: not the YAML's CELoss_Student."""
+    from kdjax.config.paddleclas import translate_file
+    from kdjax.train import pretrain_config
+
+    from test_paddleclas_seed import seed_yaml
+
+    config = translate_file(seed_yaml("dkd", tmp_path))
+    with config.unlocked():
+        config.models.Teacher.init = "train"
+    assert _labels(pretrain_config(config, "Teacher")) == {"loss/gt_ce/Teacher": "CELoss_Teacher"}
+    assert _labels(config)["loss/gt_ce/Student"] == "CELoss_Student"

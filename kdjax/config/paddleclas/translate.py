@@ -183,7 +183,8 @@ def translate(yaml_config: dict, yaml_file: str = "", overrides: Sequence[str] =
                 if k in e:
                     entry[k] = e.pop(k)
             c.losses[name] = entry
-            metric_keys[name] = tuple(tuple(u) for u in o.keys)
+            units = [tuple(p) for p in o.entry.get("pairs", [])] or [(m,) for m in o.entry.get("models", [])]
+            metric_keys[name] = tuple(("-".join(u), tuple(k)) for u, k in zip(units, o.keys))  # (unit, keys)
             ctx.source(f"losses.{name}", o.path)
         c.export_model = arch.export_model
         t = c.train
