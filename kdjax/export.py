@@ -44,9 +44,11 @@ def main(argv):
             raise KdjaxError("--out=DIR is required with --workdir (the export directory to write)")
         source = export_from_workdir(_WORKDIR.value, _OUT.value, model=_MODEL.value, step=_STEP.value,
                                      best=_BEST.value)
-        what = "best model" if source.get("best") else (
-            "its init (frozen, the same at every step)" if source.get("frozen") else f"checkpoint step {source['step']}")
-        print(f"exported {source['model']} of {os.path.abspath(_WORKDIR.value)} ({what}) → {os.path.abspath(_OUT.value)}")
+        what = f"checkpoint step {source['step']}"
+        if source.get("best") or source.get("frozen"):
+            what = "best model" if source.get("best") else "its init (frozen, the same at every step)"
+        print(f"exported {source['model']} of {os.path.abspath(_WORKDIR.value)} ({what}) → "
+              f"{os.path.abspath(_OUT.value)}")
         if fmt == "stablehlo":
             from kdjax.serving.stablehlo import export_stablehlo
 

@@ -122,7 +122,8 @@ def summary_table(config, result: dict, export_dir: str) -> str:
             lines.append("  " + "  ".join("-" * w for w in widths))
     best = result.get("best")
     if best:
-        lines.append(f"Best {config.export_model}: top-1 {100 * best['top1']:.2f}% at step {best['step']} → {best['dir']}")
+        lines.append(f"Best {config.export_model}: top-1 {100 * best['top1']:.2f}% at step {best['step']} "
+                     f"→ {best['dir']}")
     lines.append(f"Exported {config.export_model} → {export_dir}")
     lines.append(f"  try: python -m kdjax.infer --export_dir={export_dir} --from_dataset=8")
     return "\n".join(lines)

@@ -1,5 +1,5 @@
-"""`python -m kdjax.export --format=stablehlo --export_dir=DIR [--out=FILE]` (kdjax/export.py): the exported model as a serialized
-`jax.export` artifact.
+"""`python -m kdjax.export --format=stablehlo --export_dir=DIR [--out=FILE]` (the command is kdjax/export.py): the
+exported model as a serialized `jax.export` artifact.
 
 The artifact is StableHLO with the parameters baked in and the batch dimension symbolic; it takes uint8 NHWC
 images and returns logits (normalisation included), so `kdjax/serving/loader.py` — plain JAX + numpy, none of
@@ -11,6 +11,8 @@ import os
 
 import jax
 import jax.numpy as jnp
+
+
 def export_stablehlo(export_dir: str, out_path: str = None, platforms=("cpu",)) -> str:
     from jax import export as jax_export
 

@@ -44,8 +44,8 @@ def tiny_overrides(root):
     """PaddleClas -o overrides: the generated data, 32×32 crops, batch 4, one epoch."""
     out = []
     for split, lst in (("Train", "train_list.txt"), ("Eval", "val_list.txt")):
-        out += [f"DataLoader.{split}.dataset.image_root={root}", f"DataLoader.{split}.dataset.cls_label_path={root}/{lst}",
-                f"DataLoader.{split}.sampler.batch_size=4"]
+        out += [f"DataLoader.{split}.dataset.image_root={root}",
+                f"DataLoader.{split}.dataset.cls_label_path={root}/{lst}", f"DataLoader.{split}.sampler.batch_size=4"]
     return out + ["DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=32",
                   "DataLoader.Eval.dataset.transform_ops.1.ResizeImage.resize_short=36",
                   "DataLoader.Eval.dataset.transform_ops.2.CropImage.size=32", "Global.image_shape=[3, 32, 32]",

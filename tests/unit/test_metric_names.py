@@ -15,9 +15,11 @@ def _labels(config):
 
 
 @pytest.mark.parametrize("path,expected", [
-    ("configs/dkd.py", {"loss/gt_ce/Student": "CELoss_Student", "loss/dkd/Student-Teacher": "loss_dkd_Student_Teacher"}),
+    ("configs/dkd.py", {"loss/gt_ce/Student": "CELoss_Student",
+                        "loss/dkd/Student-Teacher": "loss_dkd_Student_Teacher"}),
     ("configs/kd.py", {"loss/kd/Student-Teacher": "loss_kldiv_Student_Teacher"}),
-    ("configs/dml.py", {"loss/gt_ce/Teacher": "CELoss_Teacher", "loss/dml/Student-Teacher": "DMLLoss_Student_Teacher_0"}),
+    ("configs/dml.py", {"loss/gt_ce/Teacher": "CELoss_Teacher",
+                        "loss/dml/Student-Teacher": "DMLLoss_Student_Teacher_0"}),
     ("configs/udml.py", {"loss/distance/Student-Teacher": "loss_l2_loss_l2_0"}),
     ("configs/rkd.py", {"loss/rkd/Student-Teacher/angle": "loss_angle_0_Student_Teacher",
                         "loss/rkd/Student-Teacher/distance": "loss_dist_0_Student_Teacher"}),

@@ -223,8 +223,9 @@ def _attention_model(ctx: Ctx, key: str, kw: dict, frozen: bool, path: str, resu
         ctx.refuse(join(h_path, "name"), f"the second model of an AttentionModel must be LinearTransformStudent or "
                                          f"LinearTransformTeacher (AFD), got {head!r}")
     if freeze[1]:
-        ctx.refuse(join(path, "freeze_params_list.1"), "kdjax trains AFD's LinearTransform heads with the student "
-                                                       "(they are part of its afd loss); a frozen head is not translated")
+        ctx.refuse(join(path, "freeze_params_list.1"), "kdjax trains AFD's LinearTransform heads with the "
+                                                       "student (they are part of its afd loss); a frozen head is "
+                                                       "not translated")
     if inits[1]:
         ctx.refuse(join(path, "pretrained_list.1"), "pretrained LinearTransform heads are not translated (kdjax "
                                                     "initialises AFD's heads with the loss)")

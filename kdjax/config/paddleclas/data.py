@@ -65,7 +65,8 @@ def _normalize(ctx: Ctx, kw: dict, path: str):
     if abs(scale * 255.0 - 1.0) > 1e-6:
         ctx.refuse(join(path, "scale"), f"{scale!r}: kdjax scales pixels by 1/255")
     if get(kw, "order", "chw") not in ("", "hwc"):
-        ctx.refuse(join(path, "order"), "kdjax normalises HWC images: order must be '' (as PaddleClas' configs have it)")
+        ctx.refuse(join(path, "order"), "kdjax normalises HWC images: order must be '' (as PaddleClas' configs "
+                                        "have it)")
     if get(kw, "output_fp16", False):
         ctx.refuse(join(path, "output_fp16"), "kdjax feeds float32 (see --config.precision)")
     if get(kw, "channel_num", 3) != 3:
@@ -168,7 +169,8 @@ def _eval_ops(ctx: Ctx, ops, path: str) -> dict:
 def _dataset(ctx: Ctx, ds, path: str) -> dict:
     ds = ctx.mapping(ds, path)
     if ds.get("name") != "ImageNetDataset":
-        ctx.refuse(join(path, "name"), f"kdjax translates ImageNetDataset (image_root + cls_label_path list files), got "
+        ctx.refuse(join(path, "name"), f"kdjax translates ImageNetDataset (image_root + cls_label_path list files), "
+                                       f"got "
                                        f"{ds.get('name')!r}")
     ctx.only(ds, path, _DATASET_FIELDS + ("batch_transform_ops",))
     if get(ds, "batch_transform_ops"):
@@ -188,7 +190,8 @@ def _dataset(ctx: Ctx, ds, path: str) -> dict:
 def _sampler(ctx: Ctx, s, path: str, train: bool) -> int:
     s = ctx.mapping(s, path)
     if s.get("name", "DistributedBatchSampler") not in ("DistributedBatchSampler", "BatchSampler"):
-        ctx.refuse(join(path, "name"), f"kdjax translates DistributedBatchSampler / BatchSampler, got {s.get('name')!r}")
+        ctx.refuse(join(path, "name"), f"kdjax translates DistributedBatchSampler / BatchSampler, got "
+                                       f"{s.get('name')!r}")
     ctx.only(s, path, ("name", "batch_size", "drop_last", "shuffle"))
     if train and not get(s, "shuffle", False):
         ctx.refuse(join(path, "shuffle"), "kdjax always shuffles the training data")

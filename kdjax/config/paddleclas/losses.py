@@ -214,7 +214,8 @@ def _one_key(ctx: Ctx, kw: dict, path: str, side: str) -> str:
     where = join(path, f"{side}_key")
     if value is None and kw.get(plural) is not None:
         value, where = kw.get(plural), join(path, plural)
-        ctx.note(where, f"read as {side}_key (DistillationPairLoss takes {side}_key; the seed document writes {plural})")
+        ctx.note(where, f"read as {side}_key (DistillationPairLoss takes {side}_key; the seed document writes "
+                        f"{plural})")
     if isinstance(value, (list, tuple)) and len(value) == 1:
         value = value[0]
     if not isinstance(value, str) or not value:

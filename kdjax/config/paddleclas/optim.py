@@ -154,7 +154,8 @@ def translate_optimizer(ctx: Ctx, opt, epochs: float) -> dict:
         reg = ctx.mapping(reg, join(path, "regularizer"))
         ctx.only(reg, join(path, "regularizer"), ("name", "coeff"))
         if reg.get("name") != "L2":
-            ctx.refuse(join(path, "regularizer.name"), f"kdjax translates L2 regularisation only, got {reg.get('name')!r}")
+            ctx.refuse(join(path, "regularizer.name"), f"kdjax translates L2 regularisation only, got "
+                                                       f"{reg.get('name')!r}")
         if name == "AdamW":
             ctx.refuse(join(path, "regularizer"), "an L2 regularizer on AdamW is coupled weight decay; kdjax's adamw "
                                                   "decouples it (use weight_decay)")

@@ -59,8 +59,10 @@ def missing_inputs(config) -> List[str]:
             hint = ""
             base = os.path.basename(init)
             if base.endswith("_pretrained.pdparams"):
-                hint = (f"; PaddleClas' official file: {official_url(base[:-len('_pretrained.pdparams')].replace('_ssld', ''), '_ssld_' in base)}"
-                        f" (or --config.models.{name}.init=train to train it here first)")
+                arch = base[:-len("_pretrained.pdparams")]
+                url = official_url(arch[:-len("_ssld")] if arch.endswith("_ssld") else arch, arch.endswith("_ssld"))
+                hint = (f"; PaddleClas' official file: {url} (or --config.models.{name}.init=train to train it here "
+                        f"first)")
             lines.append(f"config.models.{name}.init = {init}{origin}: no such file or directory{hint}")
     return lines
 
