@@ -18,7 +18,7 @@ fi
 #   * an externally managed Python (PEP 668, Debian/Ubuntu's /usr/bin/python3): into a virtualenv, .venv beside this
 #     script (KDJAX_VENV=DIR chooses another). The README's `python -m kdjax.main ...` and `python -m pytest -q tests`
 #     then still work as written from this folder: started with a Python that lacks kdjax's packages they re-run
-#     themselves with that venv's python (kdjax/_venv.py); for pytest the system Python needs pytest itself
+#     themselves with that venv's python (kdjax/__init__.py); for pytest the system Python needs pytest itself
 #     (python3-pytest, installed here when apt can).
 # KDJAX_PYTHON picks the interpreter (default python3); KDJAX_EXTERNALLY_MANAGED=1 takes the venv route regardless;
 # KDJAX_PIP_ARGS adds pip options (e.g. --no-build-isolation offline).

@@ -2,6 +2,8 @@
 
   python -m kdjax.main --config=configs/dkd.py --workdir=runs/dkd               train (resumes automatically)
   python -m kdjax.main --config=configs/dkd.py --workdir=runs/dkd --mode=eval   evaluate the newest checkpoint
+  python -m kdjax.main --config=configs/paddleclas.py:PATH.yaml --mode=check    what the config (here a PaddleClas
+      YAML's translation) trains and what it needs that is missing on this machine; trains nothing, writes nothing
 
 Flags only; the library does the work (kdjax.train.run, kdjax.evaluate.run).
 """
@@ -9,8 +11,19 @@ Flags only; the library does the work (kdjax.train.run, kdjax.evaluate.run).
 import signal
 
 _STARTUP_SIGTERM = []
-if __name__ == "__main__":  # before the slow imports: a SIGTERM during start-up still ends cleanly, with exit code 0
-    signal.signal(signal.SIGTERM, lambda *_: _STARTUP_SIGTERM.append(True))
+
+
+def _stop_during_startup(*_):
+    """Nothing is written before main() runs: a SIGTERM while importing ends the process at once, exit code 0."""
+    import os
+    import sys
+
+    print("kdjax: SIGTERM during start-up: stopped (nothing was written)", file=sys.stderr, flush=True)
+    os._exit(0)
+
+
+if __name__ == "__main__":  # before the slow imports
+    signal.signal(signal.SIGTERM, _stop_during_startup)
 
 import kdjax.runtime.xla_flags  # noqa: E402,F401  (XLA flags and malloc settings: before jax is imported)
 from kdjax.cli import flags as cli_flags  # noqa: E402
@@ -18,7 +31,9 @@ from kdjax.cli import flags as cli_flags  # noqa: E402
 _CONFIG = cli_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/dkd.py or configs/dkd.py:cifar100.",
                                        lock_config=True)
 _WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the export.")
-_MODE = cli_flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes automatically) or eval.")
+_MODE = cli_flags.DEFINE_enum("mode", "train", ["train", "eval", "check"],
+                              "train (resumes automatically), eval, or check (print what the config trains and what "
+                              "it needs that is missing here; trains nothing, writes nothing).")
 _EXPORT_DIR = cli_flags.DEFINE_string("export_dir", None, "--mode=eval: evaluate this export instead of the checkpoint.")
 _RESTART = cli_flags.DEFINE_bool("restart", False, "Move an existing run in --workdir aside and start fresh.")
 _PADDLECLAS_O = cli_flags.DEFINE_multi_string("paddleclas_override", [], "-o KEY=VALUE (repeatable): a PaddleClas "
@@ -50,16 +65,22 @@ def main(argv):
     from kdjax.runtime import distributed, preemption
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax/grain log every save at INFO
-    preemption.listen_for_sigterm(pending=bool(_STARTUP_SIGTERM))  # SIGTERM before the loop: stop after 1 step
+    # SIGTERM outside a training loop ends the process at once, exit 0 (it waits only for a write in progress);
+    # inside one, the loop checkpoints and stops (kdjax/runtime/preemption.py)
+    preemption.listen_for_sigterm(pending=bool(_STARTUP_SIGTERM))
     if distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _LOCAL_DEVICES.value,
                               mode=_DISTRIBUTED.value):
-        preemption.listen_for_sigterm()  # JAX's preemption notifier took SIGTERM over; kdjax handles it
+        # JAX's preemption notifier took SIGTERM over; kdjax handles it, every process stopping at the same step
+        preemption.listen_for_sigterm(multi=True)
     config = load_config(_CONFIG)
     if _PADDLECLAS_O.value:  # PaddleClas -o overrides: translate the YAML again with them, then the --config.* ones
         from kdjax.cli.flags import config_overrides
         from kdjax.config.paddleclas import retranslate
 
         config = retranslate(config, _PADDLECLAS_O.value, config_overrides())
+    if _MODE.value == "check":
+        _check(config)
+        return
     if not _WORKDIR.value:
         raise ConfigError("", "no --workdir given; e.g. --workdir=/tmp/kdjax_dkd")
     workdir = os.path.abspath(_WORKDIR.value)
@@ -71,6 +92,14 @@ def main(argv):
     from kdjax import train
 
     train.run(config, workdir, restart=_RESTART.value)  # --restart moves the old run aside once the checks pass
+
+
+def _check(config):
+    """--mode=check: the config as a person reads it (models, losses under their logged names, optimizer, data; for a
+    PaddleClas YAML where each part came from and the translation's notes) and what it names that is not here."""
+    from kdjax.config.paddleclas import describe
+
+    print(describe(config), flush=True)
 
 
 def cli():

@@ -6,7 +6,6 @@ and exported.
 by name lives in kdjax/runtime/ (loop.py: cadence, data wait, non-finite policy; preemption.py; checkpoints.py).
 """
 
-import json
 import logging
 import os
 import time
@@ -17,10 +16,11 @@ import numpy as np
 
 from kdjax.weights import export_dir as export_lib
 from kdjax.data import teacher_cache
-from kdjax.config.check import check_model_outputs
+from kdjax.config.check import check_model_outputs, check_teacher_cache
 from kdjax.runtime.checkpoints import PhaseCheckpoints
 from kdjax.data.device_prefetch import DevicePrefetch
 from kdjax.data.pipeline import eval_batches, train_pipeline
+from kdjax.data.preprocess import run_normalization
 from kdjax.models.distillation import DistillationModel, build_submodels, normalize
 from kdjax.runtime.host_memory import compile_then_release, release_host_memory
 from kdjax.weights.init import check_variables_match, load_init
@@ -29,10 +29,12 @@ from kdjax.data.indexed import IndexedRecords
 from kdjax.steps import build_optimizer
 from kdjax.runtime.mesh import make_parallel
 from kdjax.runtime.loop import Cadence, DataWait, NonFinitePolicy
+from kdjax.runtime.oserrors import close_all
 from kdjax.runtime.preemption import Preemption
 from kdjax.runtime.run_log import RunLog
-from kdjax.runtime.best import BestModel
-from kdjax.runtime.metric_names import rename, term_labels
+from kdjax.runtime.workdir import write_json
+from kdjax.weights.best import BestModel
+from kdjax.config.metric_names import rename, term_labels
 from kdjax.weights.from_workdir import submodel_spec, write_model_specs
 from kdjax.steps import LOSS_PARAMS, cached_key, create_state, make_eval_step, make_train_step
 
@@ -54,14 +56,14 @@ class Trainer:
         self.model = DistillationModel(self.submodels)
         self.parallel = make_parallel(config.get("mesh"), config.train.batch_size,
                                       grad_accum_steps=int(config.train.get("grad_accum_steps", 1) or 1))
-        self.mean, self.std = tuple(config.data.mean), tuple(config.data.std)
+        self.mean, self.std = run_normalization(config.data, info, train_source)  # config's, or the training images'
         self.dtype = _compute_dtype(config)
         self.losses = build_losses(list(config.losses.values()))
         self.metric_labels = term_labels(config, self.losses)  # loss-term names logged (config.metric_names)
         self.sample = normalize(jnp.zeros((2,) + tuple(info.image_shape), jnp.uint8), self.mean, self.std)
         check_model_outputs(config, self.model, self.losses, self.sample, self.num_classes)
         # offline distillation: the cached model's logits come with each batch; the train step does not run it
-        cached = teacher_cache.check(config)
+        cached = check_teacher_cache(config)
         self.cache = teacher_cache.TeacherCache(config.teacher_cache) if cached else None
         self.train_model = DistillationModel({n: s for n, s in self.submodels.items() if n != cached}) \
             if cached else self.model
@@ -177,16 +179,14 @@ class Trainer:
                     # 5. Checkpoint (never a non-finite state); a stop saves the step it stopped at.
                     if cadence.checkpoint(step) or preempt.requested:
                         nonfinite.check(state)
-                        ckpts.save(step, state, host_batches, meta)
+                        ckpts.save(step, state, batches, meta)  # the read-ahead iterator: counts batches taken
                     if preempt.requested and not cadence.last(step):
                         ckpts.wait()
                         runlog.message(f"[{self.desc}] stopping early: saved step {step} in {ckpts.directory}; "
                                        f"run the same command again to resume")
                         return {"preempted": True, "step": step}
         finally:
-            ckpts.close()
-            runlog.close()
-            batches.close()  # reader threads / worker processes
+            close_all(ckpts, runlog, batches)  # each one even if another fails; reader threads / worker processes
         elapsed = time.perf_counter() - loop_start
         if last_eval is None:  # resumed at the last step
             last_eval = self.evaluate(state, frozen, eval_step)
@@ -226,8 +226,7 @@ class Trainer:
         result = dict(last_eval, steps=pipe.total_steps, seconds=elapsed, data_wait_fraction=share(wait.idle),
                       data_blocked_fraction=share(wait.blocked))
         if jax.process_index() == 0 and steps_run:
-            with open(os.path.join(self.directory, "result.json"), "w") as f:
-                json.dump(result, f, indent=2)
+            write_json(os.path.join(self.directory, "result.json"), result)  # whole or not at all
             print(f"[{self.desc}] {steps_run} steps in {elapsed:.1f}s "
                   f"({steps_run * self.config.train.batch_size / elapsed:.0f} img/s); devices waiting for data "
                   f"{100 * result['data_wait_fraction']:.1f}% of the time (loop thread blocked on data "

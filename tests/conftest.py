@@ -67,13 +67,13 @@ def pytest_configure(config):
 
 def _rerun_in_install_venv(config):
     """After install.sh made .venv on a PEP 668 system: `python -m pytest` with a Python lacking kdjax's packages
-    re-runs itself there (kdjax/_venv.py), with pytest's output capture stopped first so the re-run prints."""
-    from kdjax._venv import reexec, started_as, venv_python
+    re-runs itself there (kdjax/__init__.py), with pytest's output capture stopped first so the re-run prints."""
+    from kdjax import _reexec, _started_as, _venv_python
 
-    python = venv_python() if started_as() == "pytest" else None
+    python = _venv_python() if _started_as() == "pytest" else None
     if python:
         config.pluginmanager.getplugin("capturemanager").stop_global_capturing()
-        reexec(python)
+        _reexec(python)
 
 
 def pytest_unconfigure(config):

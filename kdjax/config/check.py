@@ -15,13 +15,13 @@ kdjax/runtime/workdir.py.
 
 import dataclasses
 import numbers
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from kdjax.config.fields import check_fields
 from kdjax.errors import ConfigError
-from kdjax.models import list_models
+from kdjax.models.registry import check_arch
 
 TRAIN_FIRST = "train"  # models.<name>.init value: train that model with ground-truth CE first
 
@@ -36,24 +36,37 @@ class Checked:
     num_classes: int = 0
 
 
-def check(config, *, splits: Sequence[str] = ("train", "test"), inits: bool = True) -> Checked:
+def check(config, *, splits: Sequence[str] = ("train", "test"), inits: bool = True, channels: int = 0) -> Checked:
     """Every check of `config` (see the module docstring); opens the data `splits` it names ("train", "test") and
     returns them. `splits=()` checks the config alone (e.g. bench's synthetic data); `inits=False` skips the init
-    files (bench replaces missing ones by random weights)."""
+    files (bench replaces missing ones by random weights). The test split gets the training split's channels
+    (`channels`: an export's, when only the test split is opened); with the training split opened, `info` also
+    carries the normalisation (data.mean/std, or computed from the training images) and both splits' identity."""
     check_config(config)
     if not splits:
         return Checked()
+    from kdjax.data.preprocess import complete
     from kdjax.data.sources import open_source
 
-    opened, info = {}, None
+    opened, infos = {}, {}
     for split in splits:
-        opened[split], split_info = open_source(config.data, split)
-        info = info or split_info
+        opened[split], infos[split] = open_source(config.data, split, channels=channels)
+        channels = channels or int(infos[split].image_shape[-1])
+    info = infos[splits[0]]
+    if "train" in opened:
+        complete(config.data, info, opened["train"], infos.get("test"), log=_log_main)
     check_data(config, info, **opened)
     num_classes = int(config.data.get("num_classes") or info.num_classes)
     if inits:
         check_inits(config, num_classes)
     return Checked(train=opened.get("train"), test=opened.get("test"), info=info, num_classes=num_classes)
+
+
+def _log_main(message: str):
+    import jax
+
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def _is_number(value) -> bool:
@@ -65,12 +78,10 @@ def check_config(config):
     check_fields(config)
     if not config.get("models"):
         raise ConfigError("models", "no sub-models configured; add e.g. config.models.Student = model_entry('resnet8x4')")
-    known = set(list_models())
     for name, m in config.models.items():
         if not m.get("arch"):
             raise ConfigError(f"models.{name}.arch", "missing")
-        if m.arch not in known:
-            raise ConfigError(f"models.{name}.arch", f"unknown arch {m.arch!r}; known archs: {', '.join(sorted(known))}")
+        check_arch(m.arch, f"models.{name}.arch")  # a zoo name, or a user's 'file.py:Class' that resolves
         if m.get("frozen") and not m.get("init"):
             raise ConfigError(f"models.{name}.init",
                               f"models.{name} is frozen but has no init: give a checkpoint (export dir, converted "
@@ -84,11 +95,16 @@ def check_config(config):
         weight = entry.get("weight", 1.0) if hasattr(entry, "get") else 1.0  # (not a dict: _check_losses says so)
         if not _is_number(weight):
             raise ConfigError(f"losses.{name}.weight", f"must be a finite number (e.g. 1.0), got {weight!r}")
-    if len(config.data.mean) != len(config.data.std):
+    mean, std = config.data.get("mean") or (), config.data.get("std") or ()
+    if bool(mean) != bool(std):
+        raise ConfigError("data.std" if mean else "data.mean", "set both data.mean and data.std, or neither (then "
+                                                               "both are computed from the training images)")
+    if len(mean) != len(std):
         raise ConfigError("data.std", "data.mean and data.std must have one value per channel")
     from kdjax.data.sources import check_data_config
 
     check_data_config(config.data)  # each data source's own fields
+    check_teacher_cache(config)
     _check_losses(config)
 
 
@@ -221,3 +237,73 @@ def check_model_outputs(config, model, losses, sample, num_classes: int):
         losses.shape_check(outputs)
     except ConfigError as e:
         raise _renamed(config, e) from None
+
+
+# ---- teacher cache ---------------------------------------------------------------------------------------------
+
+def check_teacher_cache(config) -> Optional[str]:
+    """The name of the model whose logits `config.teacher_cache` supplies in this config, or None.
+
+    None also for the phase that trains that model itself (init='train' pre-training). Raises a ConfigError
+    naming the field when the cache cannot stand in for the live teacher.
+    """
+    directory = config.get("teacher_cache")
+    if not directory:
+        return None
+    from kdjax.data.teacher_cache import data_identity, read_manifest
+
+    manifest = read_manifest(directory)
+    name = manifest["model"]
+    if name not in config.models:
+        raise ConfigError("teacher_cache", f"{directory} holds logits of model {name!r}, which is not one of the "
+                                           f"models ({', '.join(config.models)})")
+    m = config.models[name]
+    if not m.get("frozen"):
+        if len(config.models) == 1 and config.export_model == name:
+            return None  # pre-training the teacher itself: it must run
+        raise ConfigError(f"models.{name}.frozen", f"teacher_cache holds logits of {name}, so {name} must be a "
+                                                   f"frozen model; a trained model's outputs change every step")
+    if m.arch != manifest["arch"]:
+        raise ConfigError(f"models.{name}.arch", f"{m.arch!r}, but the cache in {directory} was computed by "
+                                                 f"{manifest['arch']!r}")
+    from kdjax.data.augment import canonical_augment
+
+    data = config.data
+    if canonical_augment(str(data.get("augment", "none"))) != "none":
+        raise ConfigError("data.augment", f"{data.augment!r}: a teacher cache holds one view of each image, so "
+                                          f"teacher_cache needs data.augment='none' (or drop teacher_cache)")
+    for field in ("mixup_alpha", "cutmix_alpha"):
+        if float(data.get(field, 0.0) or 0.0) > 0:
+            raise ConfigError(f"data.{field}", "mixes images, so cached teacher logits would not match; set it to 0 "
+                                               "or drop teacher_cache")
+    for field in ("unlabeled_list", "unlabeled_split"):
+        if data.get(field):
+            raise ConfigError(f"data.{field}", "SSLD unlabeled images are not in the teacher cache; drop one of "
+                                               "them")
+    _check_cache_losses(config, name)
+    wanted = data_identity(data)
+    if manifest.get("data") != wanted:
+        diff = sorted(k for k in wanted if wanted[k] != (manifest.get("data") or {}).get(k))
+        raise ConfigError(f"data.{diff[0]}" if diff else "teacher_cache",
+                          f"the cache in {directory} was computed on other data (differs in: {', '.join(diff)}); "
+                          f"rebuild it with python -m kdjax.tools.cache_teacher")
+    if config.get("precision", "float32") != manifest.get("precision", "float32"):
+        raise ConfigError("precision", f"{config.precision!r}, but the cache was computed in "
+                                       f"{manifest.get('precision')!r}; rebuild it or match the precision")
+    return name
+
+
+def _check_cache_losses(config, name: str):
+    from kdjax.losses.entries import input_keys, parse_entries
+
+    names = list(config.losses)
+    for lname, entry in zip(names, parse_entries(list(config.losses.values()))):
+        for unit in entry.units:
+            for side, model in enumerate(unit):
+                if model != name:
+                    continue
+                keys = [k for k in input_keys(entry, side) if k != "logits"]
+                if keys:
+                    raise ConfigError(f"losses.{lname}.{entry.key_fields[side]}",
+                                      f"reads {name}'s {keys[0]!r}, but a teacher cache holds logits only; drop "
+                                      f"teacher_cache to run the teacher live")

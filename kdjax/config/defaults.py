@@ -8,10 +8,6 @@ Sub-models and losses are named entries (`config.models.Student.arch`, `config.l
 import ml_collections
 from ml_collections import config_dict
 
-FASHION_MNIST_MEAN = (0.2860,)
-FASHION_MNIST_STD = (0.3530,)
-
-
 def model_entry(arch: str, *, frozen: bool = False, init: str = "", capture=(), **kwargs):
     """One sub-model: PaddleClas' models[i] + freeze_params_list[i] + pretrained + return_patterns."""
     return ml_collections.ConfigDict(dict(arch=arch, frozen=frozen, init=init, capture=tuple(capture),
@@ -43,9 +39,10 @@ def base_config():
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.data = dict(
-        name="fashion_mnist",     # TFDS name (source=tfds), or a label for list/IDX data
-        source="auto",            # auto | tfds | list | idx; auto: prepared TFDS dir, else list files if root is
-                                  # set, else IDX files (Debian's /usr/share/datasets/fashion-mnist, then data_dir)
+        name="",                  # TFDS name (source=tfds), or a label for list/IDX data; "": fashion_mnist for the
+                                  # default data, the folder's name for data_dir/root, the one dataset in tfds_data_dir
+        source="auto",            # auto | tfds | list | idx; auto: the data you name (tfds_data_dir, root or
+                                  # data_dir: set one); with none set, Debian's Fashion-MNIST (/usr/share/datasets)
         tfds_data_dir=config_dict.placeholder(str),
         data_dir=config_dict.placeholder(str),   # a folder of IDX files
         train_split="train",      # TFDS / IDX split names
@@ -60,9 +57,11 @@ def base_config():
         num_classes=0,            # 0: from the dataset (list files need it, or label_names_file)
         train_limit=0,            # > 0: use only the first N training examples (smoke tests)
         test_limit=0,
-        mean=FASHION_MNIST_MEAN,
-        std=FASHION_MNIST_STD,
-        augment="flip",           # none | flip | crop_flip | cifar | imagenet
+        mean=(),                  # per-channel normalisation of [0, 1] pixels; () with std=(): computed from the
+        std=(),                   # training images once (logged, recorded in the run and the export)
+        channels=0,               # 0: the data's own (grayscale stays 1 channel); 1 or 3: convert every image
+        augment="auto",           # auto | none | crop | flip | crop_flip | cifar | imagenet; auto: flip on the
+                                  # default Fashion-MNIST, crop (no flip: labels stay valid) on data you name
         image_size=0,             # 0: the images' own size; variable-size images (JPEG lists) need one, e.g. 224
         eval_crop_ratio=0.875,    # eval resize: shorter side to image_size / ratio, then centre crop
         crop_scale=(0.08, 1.0),   # augment=imagenet: random-resized crop area range
@@ -71,6 +70,8 @@ def base_config():
         skip_bad_images=False,    # True: replace undecodable/missing images by the next good one, and count them
         num_threads=2,
         num_workers=0,            # grain worker processes (0: threads only)
+        decode_once_mb=1024,      # PNG/JPEG splits whose decoded images fit this many MB are decoded once into
+                                  # memory (0: decode on every read, in a thread pool)
         prefetch=4,
         device_prefetch=2,        # batches a thread keeps transferred to the devices ahead of the step (0: none)
     )
@@ -105,6 +106,6 @@ def base_config():
     # read from it instead of running the teacher in the train step (needs data.augment='none').
     c.teacher_cache = ""
     # Loss-term names in metrics.jsonl, TensorBoard and the progress line: "kdjax" (loss/dkd/Student-Teacher) or
-    # "paddleclas" (loss_dkd_Student_Teacher, CELoss_Student, ...); see kdjax/runtime/metric_names.py
+    # "paddleclas" (loss_dkd_Student_Teacher, CELoss_Student, ...); see kdjax/config/metric_names.py
     c.metric_names = "kdjax"
     return c

@@ -1,5 +1,5 @@
-"""Data source `idx`: IDX (MNIST-format) files, the offline default data as Debian's `dataset-fashion-mnist`
-installs them, or any folder of them named by `data.data_dir`."""
+"""Data source `idx`: IDX (MNIST-format) files in the folder `data.data_dir` names, or, when the config names no
+data at all, the offline default: Fashion-MNIST as Debian's `dataset-fashion-mnist` installs it."""
 
 import gzip
 import os
@@ -7,6 +7,8 @@ from typing import Optional
 
 import numpy as np
 
+from kdjax.data.decode import scale_to_uint8, to_channels
+from kdjax.data.labels import label_names_from_file
 from kdjax.data.registry import SourceKind, register_source
 from kdjax.errors import ConfigError, DataError
 
@@ -63,13 +65,13 @@ def find_idx_file(directory: str, stem: str) -> Optional[str]:
 
 
 def has_idx_split(directory: str, split: str) -> bool:
-    return directory is not None and all(find_idx_file(directory, s) for s in IDX_FILES[split])
+    return directory is not None and split in IDX_FILES and all(find_idx_file(directory, s) for s in IDX_FILES[split])
 
 
 class IdxSource:
     """Random-access source over an IDX image/label pair, held in memory (Fashion-MNIST is 47 MB)."""
 
-    def __init__(self, directory: str, split: str):
+    def __init__(self, directory: str, split: str, channels: int = 0):
         if split not in IDX_FILES:
             raise DataError(f"IDX data has splits {sorted(IDX_FILES)}, not {split!r}")
         paths = [find_idx_file(directory, stem) for stem in IDX_FILES[split]]
@@ -83,7 +85,9 @@ class IdxSource:
             raise DataError(f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels")
         if len(images) == 0:
             raise DataError(f"{paths[0]}: the {split!r} split is empty")
-        self.images = np.ascontiguousarray(images, dtype=np.uint8)
+        if images.dtype != np.uint8:  # scaled by the range of their type, as the image decoder scales
+            images = scale_to_uint8(images, paths[0], "F" if images.dtype.kind == "f" else "I")
+        self.images = np.ascontiguousarray(to_channels_all(images, channels))
         self.labels = labels.astype(np.int32)
         self.image_shape = self.images.shape[1:]
         self.description = f"IDX files in {directory} ({split})"
@@ -101,26 +105,48 @@ class IdxSource:
         return [{"image": images[k], "label": labels[k]} for k in range(len(idx))]
 
 
+def to_channels_all(images: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 [N, H, W, C] → `channels` (0: unchanged), in chunks (the same conversion the image decoder applies)."""
+    if not channels or channels == images.shape[-1]:
+        return images
+    return np.concatenate([to_channels(images[i:i + 8192], channels) for i in range(0, len(images), 8192)])
+
+
+def is_default_fashion_mnist(directory: str) -> bool:
+    return os.path.realpath(directory) == os.path.realpath(DEBIAN_FASHION_MNIST)
+
+
 def _open_idx(data, split):
-    name = data.get("name", "fashion_mnist")
+    name = data.get("name") or ""
     split_name = data.get(f"{split}_split", split)
-    # Fashion-MNIST: Debian's copy first, then data_dir (the documented lookup order; both hold the same files).
-    candidates = [DEBIAN_FASHION_MNIST] if name == "fashion_mnist" else []
-    if data.get("data_dir"):
-        if not os.path.isdir(data.data_dir):
-            raise ConfigError("data.data_dir", f"{data.data_dir!r} does not exist")
-        candidates.append(data.data_dir)
-    for directory in candidates:
-        if has_idx_split(directory, split_name):
-            source = IdxSource(directory, split_name)
-            labels = FASHION_MNIST_LABELS if name == "fashion_mnist" else None
-            num_classes = len(labels) if labels else int(source.labels.max()) + 1
-            return source, num_classes, labels
-    if name == "fashion_mnist":
-        raise DataError(_HOW_TO_GET_FASHION_MNIST)
-    raise DataError(f"no data for {name!r} split {split_name!r}: set config.data.tfds_data_dir to a TFDS data dir "
-                    f"holding {name}/ (ArrayRecord), config.data.root to a folder of PaddleClas list files "
-                    f"(train_list.txt, val_list.txt), or config.data.data_dir to a folder of IDX files")
+    channels = int(data.get("channels", 0) or 0)
+    named = data.get("data_dir")
+    if named:  # the folder the config names is what is read, whatever data.name says
+        directory = os.path.abspath(os.path.expanduser(named))
+        if not os.path.isdir(directory):
+            raise ConfigError("data.data_dir", f"{named!r} does not exist")
+        if not has_idx_split(directory, split_name):
+            raise ConfigError("data.data_dir", f"{named!r} lacks the IDX files of split {split_name!r}: expected "
+                                               f"{' and '.join(s + '[.gz]' for s in IDX_FILES[split_name])}"
+                              if split_name in IDX_FILES else f"IDX data has splits {sorted(IDX_FILES)}, not "
+                                                              f"{split_name!r} (data.{split}_split)")
+        default = False
+    elif name in ("", "fashion_mnist"):  # nothing named: the offline default
+        directory, default = DEBIAN_FASHION_MNIST, True
+        if not has_idx_split(directory, split_name):
+            raise DataError(_HOW_TO_GET_FASHION_MNIST)
+    else:
+        raise DataError(f"no data for {name!r} split {split_name!r}: set config.data.tfds_data_dir to a TFDS data "
+                        f"dir holding {name}/ (ArrayRecord), config.data.root to a folder of PaddleClas list files "
+                        f"(train_list.txt, val_list.txt), or config.data.data_dir to a folder of IDX files")
+    source = IdxSource(directory, split_name, channels)
+    names = label_names_from_file(data, int(data.get("num_classes") or 0), directory)
+    if names is None and default:
+        names = FASHION_MNIST_LABELS
+    num_classes = int(data.get("num_classes") or 0) or (len(names) if names else int(source.labels.max()) + 1)
+    source.location, source.default_data = directory, default
+    source.dataset_name = name or ("fashion_mnist" if default else os.path.basename(directory.rstrip("/")))
+    return source, num_classes, names
 
 
 def _check(data):
@@ -131,5 +157,6 @@ def _check(data):
 
 
 register_source(SourceKind(
-    "idx", _open_idx, named=lambda data: True, priority=30, check=_check,
-    summary="IDX (MNIST-format) files: Debian's Fashion-MNIST, or a folder named by data.data_dir"))
+    "idx", _open_idx, named=lambda data: bool(data.get("data_dir")), fallback=lambda data: True, priority=30,
+    check=_check, field="data.data_dir",
+    summary="IDX (MNIST-format) files in data.data_dir; with no data named, Debian's Fashion-MNIST"))

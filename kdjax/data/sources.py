@@ -1,9 +1,11 @@
 """Choose and open a data source from `config.data`; every source yields {"image": uint8 HWC, "label": int}.
 
-`data.source` names a registered kind (kdjax/data/registry.py; `tfds`, `list`, `idx`) or is `auto`: the first kind,
-in priority order, whose config fields name its data (a prepared TFDS directory, then list files if `data.root` is
-set, then IDX files). With `data.unlabeled_list` / `unlabeled_split` the train split is an SSLD mixture. The
-returned source carries `options` (see options.py) for the pipeline.
+`data.source` names a registered kind (kdjax/data/registry.py; `tfds`, `list`, `idx`) or is `auto`: the data you
+name wins. `auto` reads the kind whose location field is set (`data.tfds_data_dir`, `data.root`, `data.data_dir`;
+naming several is an error asking for `data.source`); only with none of them set does it fall back to the default
+data (a prepared TFDS dataset in the default TFDS dir, else Debian's Fashion-MNIST IDX files). With
+`data.unlabeled_list` / `unlabeled_split` the train split is an SSLD mixture. The returned source carries `options`
+(see options.py) for the pipeline, and the DatasetInfo says what was read (identity.py).
 """
 
 import dataclasses
@@ -11,6 +13,8 @@ from typing import List, Optional, Tuple
 
 import importlib
 import pkgutil
+
+import ml_collections
 
 import kdjax.data
 from kdjax.data.options import check_options, options_from_config
@@ -25,6 +29,13 @@ class DatasetInfo:
     label_names: Optional[List[str]]
     image_shape: Tuple[int, int, int]
     description: str
+    identity: Optional[dict] = None   # what was read (identity.py); "train"/"test": split sizes and fingerprints
+    reopen: Optional[dict] = None     # config.data fields that open the test split again (kdjax.infer)
+    mean: Optional[tuple] = None      # the normalisation (config, or computed from the training images: stats.py)
+    std: Optional[tuple] = None
+    stats: Optional[dict] = None      # pixel statistics of the training images
+    normalization: str = "unset"      # "config" | "computed"
+    preprocess: Optional[dict] = None  # the evaluation preprocessing an export records (preprocess.py)
 
 
 def read_records(source, indices):
@@ -55,24 +66,70 @@ class LimitedSource:
         return read_records(self._source, indices)
 
 
-def open_source(data, split: str):
+def open_source(data, split: str, *, channels: int = 0, decode_once: bool = True):
     """Return (source, DatasetInfo) for `split` ("train" or "test") following `config.data`.
 
     `config.data.<split>_limit` > 0 keeps only the first that many examples. With `data.unlabeled_list` (list
     files) or `data.unlabeled_split` (TFDS) the train split is an SSLD mixture whose records carry `label_mask`.
+    `channels` (when data.channels is 0) makes the images that many channels: the test split takes the training
+    split's, an export's evaluation the export's. `decode_once`: decode the split into memory when it fits
+    `data.decode_once_mb` (decoded.py).
     """
+    from kdjax.data.identity import dataset_identity, reopen_fields, split_identity
+
+    if channels and not int(data.get("channels", 0) or 0):
+        data = _with(data, channels=int(channels))
     kind = _kind(data)
     source, num_classes, label_names = kind.open(data, split)
     limit = int(data.get(f"{split}_limit", 0) or 0)
     if limit:
         source = LimitedSource(source, limit)
+    if decode_once:
+        _decode_once(source, data)
     if split == "train":
         source = _with_unlabeled(data, kind, source)
     num_classes = int(data.get("num_classes") or num_classes)
-    options = options_from_config(data, num_classes)
-    check_options(options, source.image_shape)
+    shape = getattr(source, "image_shape", None)
+    options = options_from_config(data, num_classes, default_data=bool(getattr(_inner(source), "default_data", 0)),
+                                  image_shape=shape)
+    check_options(options, shape)
     source.options = options
-    return source, DatasetInfo(num_classes, label_names, _image_shape(source, options), source.description)
+    image_shape = _image_shape(source, options)
+    identity = dataset_identity(kind.name, source, num_classes, label_names, image_shape[-1])
+    identity[split] = split_identity(source, data.get(f"{split}_split", split))
+    info = DatasetInfo(num_classes, label_names, image_shape, source.description, identity=identity,
+                       reopen=reopen_fields(data, kind.name, _inner(source), split) if split == "test" else None)
+    return source, info
+
+
+def _with(data, **fields):
+    copy = ml_collections.ConfigDict(data.to_dict() if hasattr(data, "to_dict") else dict(data))
+    copy.update(fields)
+    return copy
+
+
+def _inner(source):
+    from kdjax.data.identity import innermost
+
+    return innermost(getattr(source, "labeled", source))
+
+
+def _decode_once(source, data):
+    """Decode the split (its first `len(source)` records) into memory when it fits data.decode_once_mb."""
+    budget = float(data.get("decode_once_mb", 1024) or 0)
+    inner = _inner(source)
+    if budget > 0 and hasattr(inner, "decode_all") and inner.decode_all(len(source), budget):
+        images = inner.in_memory_images()
+        size = f"{images.nbytes / 2 ** 20:.0f} MB, " if images is not None else ""
+        _say(f"decoded {inner.decoded} images of {inner.description} into memory ({size}{inner.decode_seconds:.1f} s; "
+             f"data.decode_once_mb={budget:g})")
+
+
+def _say(message: str):
+    import jax
+
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def check_data_config(data) -> None:
@@ -84,13 +141,23 @@ def check_data_config(data) -> None:
 
 
 def _kind(data):
+    """The source kind to read: data.source, or (auto) the one whose location the config names, or the default."""
     kinds = source_kinds()
     name = data.get("source", "auto")
-    if name == "auto":
-        return next(kind for kind in kinds.values() if kind.named(data))
-    if name not in kinds:
-        raise ConfigError("data.source", f"unknown source {name!r}; use one of {', '.join(['auto'] + list(kinds))}")
-    return kinds[name]
+    if name != "auto":
+        if name not in kinds:
+            raise ConfigError("data.source", f"unknown source {name!r}; use one of "
+                                             f"{', '.join(['auto'] + list(kinds))}")
+        return kinds[name]
+    named = [kind for kind in kinds.values() if kind.named(data)]
+    if len(named) > 1:
+        fields = ", ".join(f"{k.field}={data.get(k.field.split('.')[-1])!r}" for k in named)
+        raise ConfigError("data.source", f"is 'auto' but the config names data for several sources ({fields}); "
+                                         f"set data.source to {' or '.join(repr(k.name) for k in named)}, or unset "
+                                         f"the others")
+    if named:
+        return named[0]
+    return next(kind for kind in kinds.values() if kind.fallback is not None and kind.fallback(data))
 
 
 def _with_unlabeled(data, kind, labeled):
@@ -102,7 +169,11 @@ def _with_unlabeled(data, kind, labeled):
             readers = [k.name for k in source_kinds().values() if k.unlabeled_field == field]
             raise ConfigError(f"data.{field}", f"needs data.source={' or '.join(map(repr, readers))} (this is "
                                                f"{kind.name!r})")
-        return SsldSource(labeled, kind.open_unlabeled(data), float(data.get("unlabeled_ratio", 0.5)))
+        unlabeled = kind.open_unlabeled(data)
+        if hasattr(unlabeled, "channels"):  # the labeled images' channels
+            unlabeled.channels = int(getattr(_inner(labeled), "channels", 0) or unlabeled.channels)
+            unlabeled.image_shape = tuple(unlabeled.image_shape[:2]) + (unlabeled.channels or 3,)
+        return SsldSource(labeled, unlabeled, float(data.get("unlabeled_ratio", 0.5)))
     return labeled
 
 

@@ -38,14 +38,3 @@ def export_stablehlo(export_dir: str, out_path: str = None, platforms=("cpu",)) 
                    "num_classes": spec["num_classes"], "label_names": spec.get("label_names"),
                    "arch": spec["arch"], "platforms": list(platforms)}, f, indent=2)
     return out_path
-
-
-def cli():
-    """`python -m kdjax.export` is the command (its --format=stablehlo); kept so older entry points still work."""
-    from kdjax.export import cli as export_cli
-
-    export_cli()
-
-
-if __name__ == "__main__":
-    cli()

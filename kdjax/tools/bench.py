@@ -51,8 +51,10 @@ def peak_rss_mb() -> float:
 def image_shape_for(config, override=None):
     if override:
         return tuple(int(v) for v in override)
-    if config.data.name in _KNOWN_SHAPES:
-        return _KNOWN_SHAPES[config.data.name]
+    name = config.data.name or ("" if any(config.data.get(f) for f in ("data_dir", "root", "tfds_data_dir"))
+                                else "fashion_mnist")  # data.name "": the default data when nothing is named
+    if name in _KNOWN_SHAPES:
+        return _KNOWN_SHAPES[name]
     size = int(config.data.get("image_size") or 224)
     return (size, size, 3)
 
@@ -72,10 +74,11 @@ class StepBench:
         with config.unlocked():
             if batch:
                 config.train.batch_size = int(batch)
+        check(config, splits=(), inits=False)  # before dropping inits: a frozen model must name one (or 'train')
+        with config.unlocked():
             for m in config.models.values():
                 if m.init and not os.path.exists(m.init):
                     m.init = ""  # no checkpoint needed to time a step
-        check(config, splits=(), inits=False)
         self.config, self.config_name = config, config_name
         self.batch = int(config.train.batch_size)
         shape = image_shape_for(config, image_shape)

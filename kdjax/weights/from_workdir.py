@@ -25,8 +25,11 @@ def submodel_spec(trainer, name: str, **extra) -> dict:
     sub = trainer.submodels[name]
     kwargs = {k: v for k, v in sub.kwargs.items() if k != "num_classes"}
     classes = int(sub.kwargs.get("num_classes") or trainer.num_classes)
+    from kdjax.data.preprocess import export_fields
+
+    fields = dict(export_fields(trainer.info, trainer.test_source), **extra)  # identity, eval preprocessing
     return make_spec(sub.arch, kwargs, classes, trainer.info.image_shape, trainer.mean, trainer.std,
-                     trainer.info.label_names, model_name=name, dataset=trainer.config.data.name, **extra)
+                     trainer.info.label_names, model_name=name, **fields)
 
 
 def write_model_specs(trainer):
@@ -37,11 +40,11 @@ def write_model_specs(trainer):
         return
     models = {name: {"spec": submodel_spec(trainer, name), "frozen": sub.frozen, "init": sub.init}
               for name, sub in trainer.submodels.items()}
+    from kdjax.runtime.workdir import write_json
+
     os.makedirs(trainer.directory, exist_ok=True)
-    path = os.path.join(trainer.directory, MODELS_FILE)
-    with open(path + ".tmp", "w") as f:
-        json.dump({"export_model": trainer.config.export_model, "models": models}, f, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json(os.path.join(trainer.directory, MODELS_FILE), {"export_model": trainer.config.export_model,
+                                                              "models": models})
 
 
 def read_model_specs(workdir: str) -> dict:

@@ -2,8 +2,8 @@
 decides its weights, and any later run whose model has the same identity reuses it instead of training it again.
 
 Identity (kdjax/weights/model_cache.py::identity): the arch and its kwargs, the classes, input shape and
-normalisation, the training data (source, paths made absolute, split, limit, augmentation, mixing, the number of
-records and the source's own description), the pretrain recipe (`config.pretrain`: epochs, batch size, optimizer),
+normalisation (computed from the data when data.mean/std are empty), the training data (source, paths made absolute,
+split, limit, augmentation, mixing, the number of records, the source's own description and its content fingerprint), the pretrain recipe (`config.pretrain`: epochs, batch size, optimizer),
 `seed`, `precision`, `train.grad_accum_steps` and the kdjax version. Anything else differing means another key, so
 a cached model is never used for a run it does not fit (change the seed or `data.train_limit`: retrained).
 
@@ -53,6 +53,9 @@ def identity(config, name: str, info, train_source) -> dict:
     import kdjax
 
     m = config.models[name]
+    # the normalisation the model is trained with: the data's computed one (config.check) when data.mean/std are empty
+    mean = getattr(info, "mean", None) or config.data.mean
+    std = getattr(info, "std", None) or config.data.std
     data = {f: _plain(config.data.get(f)) for f in _DATA_FIELDS}
     for f in _PATH_FIELDS:
         if data.get(f):
@@ -61,13 +64,20 @@ def identity(config, name: str, info, train_source) -> dict:
         "arch": m.arch, "kwargs": _plain(m.get("kwargs") or {}),
         "num_classes": int(config.data.get("num_classes") or info.num_classes),
         "image_shape": [int(v) for v in info.image_shape],
-        "mean": [float(v) for v in config.data.mean], "std": [float(v) for v in config.data.std],
-        "data": data, "train_records": int(len(train_source)),
+        "mean": [float(v) for v in mean], "std": [float(v) for v in std],
+        "data": data, "train_records": int(len(train_source)), "train_data": _fingerprint(train_source),
         "train_source": str(getattr(train_source, "description", "")),
         "pretrain": _plain(config.pretrain), "seed": int(config.seed), "precision": config.get("precision", "float32"),
         "grad_accum_steps": int(config.train.get("grad_accum_steps", 1) or 1),
         "kdjax_version": getattr(kdjax, "__version__", "0"),
     }
+
+
+def _fingerprint(source) -> str:
+    """The training data's content fingerprint (kdjax/runtime/fingerprint.py: labels + sampled records)."""
+    from kdjax.runtime.fingerprint import data_fingerprint
+
+    return data_fingerprint(source)["digest"]
 
 
 def key_of(ident: dict) -> str:

@@ -42,8 +42,8 @@ def _checkpoint_logits(cfg, workdir, step, images):
     from kdjax.steps import build_optimizer
     from kdjax.trainer import Trainer
 
-    checked = check(cfg, splits=("test",))
-    trainer = Trainer(cfg, workdir, checked.test, checked.test, checked.info, "test")
+    checked = check(cfg)  # the training split too: it decides the channels and the normalisation, as in training
+    trainer = Trainer(cfg, workdir, checked.train, checked.test, checked.info, "test")
     tx, _ = build_optimizer(cfg.optim, 1, 1)
     state, frozen = trainer.initial_state(tx)
     ckpts = PhaseCheckpoints(os.path.join(workdir, "checkpoints"), read_only=True)
@@ -52,7 +52,7 @@ def _checkpoint_logits(cfg, workdir, step, images):
             state=ocp.args.StandardRestore(trainer.parallel.abstract(state)))).state
     finally:
         ckpts.close()
-    x = normalize(images, cfg.data.mean, cfg.data.std)
+    x = normalize(images, trainer.mean, trainer.std)
     outputs, _ = trainer.model.apply(state.params, state.batch_stats, frozen, x, train=False,
                                      rng=jax.random.PRNGKey(0))
     return {name: np.asarray(out["logits"]) for name, out in outputs.items()}

@@ -468,14 +468,14 @@ def test_cache_teacher_cli_writes_top_k_logits(runs):
     ({"models.Teacher.frozen": False}, "models.Teacher.frozen"),
 ])
 def test_teacher_cache_is_refused_where_it_cannot_stand_in_for_the_teacher(runs, change, field):
-    from kdjax.data import teacher_cache
+    from kdjax.config.check import check_teacher_cache
     from kdjax.errors import ConfigError
 
     cfg = config(runs["teacher"], teacher_cache=runs["cache_dir"], **change)
     with pytest.raises(ConfigError) as e:
-        teacher_cache.check(cfg)
+        check_teacher_cache(cfg)
     assert e.value.field == field, str(e.value)
-    assert teacher_cache.check(config(runs["teacher"], teacher_cache=runs["cache_dir"])) == "Teacher"
+    assert check_teacher_cache(config(runs["teacher"], teacher_cache=runs["cache_dir"])) == "Teacher"
 
 
 def test_top_k_cache_rebuilds_logits_with_the_right_top_k_and_mass():

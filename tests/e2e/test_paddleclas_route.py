@@ -147,3 +147,23 @@ def test_cli_takes_o_flags_and_refuses_by_yaml_path(data, tmp_path):
     assert {"CELoss_Student", "loss_dkd_Student_Teacher"} <= set(last)
     with open(tmp_path / "run" / "config.json") as f:
         assert json.load(f)["models"]["Teacher"]["init"] == teacher  # --config.* applied after the -o translation
+
+
+def test_mode_check_prints_the_translation_and_what_is_missing(tmp_path):
+    """--mode=check on a YAML whose dataset and pretrained weights are not here: the translation as a person reads it,
+    the missing inputs named with their YAML fields, exit 0, nothing written (no --workdir needed)."""
+    path = seed_yaml("dkd", tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "kdjax.main", f"--config=configs/paddleclas.py:{path}",
+                          "--mode=check", "-o", "Global.epochs=3"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, KDJAX_PRETRAINED_DIR=str(tmp_path / "no_weights")))
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout
+    assert f"translated from the PaddleClas YAML {path} with -o Global.epochs=3" in text
+    assert "models.Teacher: ResNet34 (frozen)" in text and "logged as: loss_dkd_Student_Teacher" in text
+    assert "train: 3 epochs" in text
+    missing = text.split("missing on this machine:")[1]
+    assert "(DataLoader.Train.dataset.image_root): no such directory" in missing
+    assert "config.models.Teacher.init" in missing and "ResNet34_pretrained.pdparams" in missing
+    assert sorted(os.listdir(tmp_path)) == before

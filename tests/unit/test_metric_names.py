@@ -9,7 +9,7 @@ from conftest import load_config
 
 def _labels(config):
     from kdjax.losses import build_losses
-    from kdjax.runtime.metric_names import term_labels
+    from kdjax.config.metric_names import term_labels
 
     return term_labels(config, build_losses(list(config.losses.values())))
 
@@ -42,7 +42,7 @@ def test_paddleclas_names_of_kdjax_configs(path, expected):
 
 def test_translated_yaml_keeps_its_custom_names(tmp_path):
     from kdjax.config.paddleclas import translate_file
-    from kdjax.runtime.metric_names import rename
+    from kdjax.config.metric_names import rename
 
     from test_paddleclas_seed import seed_yaml
 

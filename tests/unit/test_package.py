@@ -60,24 +60,24 @@ def test_config_paths_fall_back_to_the_installed_copy(tmp_path, monkeypatch):
 def test_reexec_only_without_jax_and_with_the_venv(tmp_path, monkeypatch):
     import importlib.util
 
-    from kdjax import _venv
+    import kdjax as _venv
 
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text("")
     monkeypatch.setenv("KDJAX_VENV", str(venv))
     monkeypatch.delenv("KDJAX_NO_REEXEC", raising=False)
-    assert _venv.venv_python() is None  # this Python has jax
+    assert _venv._venv_python() is None  # this Python has jax
     real = importlib.util.find_spec
     monkeypatch.setattr(_venv.importlib.util, "find_spec", lambda name: None if name == "jax" else real(name))
-    assert _venv.venv_python() == str(venv / "bin" / "python")
+    assert _venv._venv_python() == str(venv / "bin" / "python")
     monkeypatch.setenv("KDJAX_NO_REEXEC", "1")
-    assert _venv.venv_python() is None
+    assert _venv._venv_python() is None
     monkeypatch.delenv("KDJAX_NO_REEXEC")
     monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "kdjax.main", "--help"])
-    assert _venv.started_as() == "kdjax.main"
+    assert _venv._started_as() == "kdjax.main"
     monkeypatch.setattr(sys, "orig_argv", ["python", "script.py"])
-    assert _venv.started_as() == ""
+    assert _venv._started_as() == ""
 
 
 def test_install_sh_parses_and_is_shellcheck_clean():

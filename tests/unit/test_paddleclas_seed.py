@@ -89,7 +89,7 @@ def _outputs(config, rng, batch=6, classes=10):
 def test_seed_yaml_losses_equal_the_kdjax_configs_on_one_batch(method, tmp_path):
     from kdjax.config.paddleclas import translate_file
     from kdjax.losses import build_losses
-    from kdjax.runtime.metric_names import term_labels
+    from kdjax.config.metric_names import term_labels
 
     ours = translate_file(seed_yaml(method, tmp_path))
     native = load_config(f"configs/{method}.py", "imagenet")

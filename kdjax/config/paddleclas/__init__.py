@@ -7,9 +7,18 @@ Routes: `python -m kdjax.main --config=configs/paddleclas.py:PATH.yaml [-o KEY=V
 `python -m kdjax.tools.paddleclas_translate PATH.yaml [-o KEY=VALUE ...]` prints the translation.
 """
 
-from kdjax.config.paddleclas.context import YamlError  # noqa: F401
-from kdjax.config.paddleclas.keys import default_keys  # noqa: F401
-from kdjax.config.paddleclas.losses import from_paddleclas  # noqa: F401
-from kdjax.config.paddleclas.report import describe, missing_inputs  # noqa: F401
-from kdjax.config.paddleclas.translate import retranslate, translate, translate_file  # noqa: F401
-from kdjax.config.paddleclas.yaml_io import apply_overrides, load_yaml, parse_config_arg  # noqa: F401
+import importlib
+
+# name → submodule; loaded on first use (PEP 562), so no submodule imports its own package back at import time
+_EXPORTS = {
+    "YamlError": "context", "default_keys": "keys", "from_paddleclas": "losses", "describe": "report",
+    "missing_inputs": "report", "retranslate": "translate", "translate": "translate", "translate_file": "translate",
+    "apply_overrides": "yaml_io", "load_yaml": "yaml_io", "parse_config_arg": "yaml_io",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

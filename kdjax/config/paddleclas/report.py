@@ -75,7 +75,7 @@ def _sources(config) -> dict:
 def _loss_lines(config) -> List[str]:
     from kdjax.errors import ConfigError
     from kdjax.losses import build_losses
-    from kdjax.runtime.metric_names import term_labels
+    from kdjax.config.metric_names import term_labels
 
     sources = _sources(config)
     try:
