@@ -65,6 +65,7 @@ def base_config():
         image_size=0,             # 0: the images' own size; variable-size images (JPEG lists) need one, e.g. 224
         eval_crop_ratio=0.875,    # eval resize: shorter side to image_size / ratio, then centre crop
         crop_scale=(0.08, 1.0),   # augment=imagenet: random-resized crop area range
+        interpolation="bilinear",  # resize filter of the train crop and the eval resize: bilinear | bicubic (PIL's)
         mixup_alpha=0.0,          # > 0: mixup; batches gain "soft_label" float32 [N, num_classes]
         cutmix_alpha=0.0,         # > 0: cutmix (with both: one of them per batch, 50/50)
         skip_bad_images=False,    # True: replace undecodable/missing images by the next good one, and count them

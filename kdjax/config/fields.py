@@ -160,7 +160,7 @@ FIELDS: Dict[str, Check] = {
     "data.mean": floats(allow_empty=True), "data.std": floats(lo=0, lo_open=True, allow_empty=True),
     "data.augment": text, "data.channels": int_one_of(0, 1, 3), "data.decode_once_mb": NON_NEGATIVE,
     "data.image_size": NON_NEGATIVE_INT, "data.eval_crop_ratio": number(0, 1, lo_open=True),
-    "data.crop_scale": crop_scale, "data.mixup_alpha": NON_NEGATIVE,
+    "data.crop_scale": crop_scale, "data.interpolation": one_of("bilinear", "bicubic"), "data.mixup_alpha": NON_NEGATIVE,
     "data.cutmix_alpha": NON_NEGATIVE, "data.skip_bad_images": boolean, "data.num_threads": POSITIVE_INT,
     "data.num_workers": NON_NEGATIVE_INT, "data.prefetch": POSITIVE_INT, "data.device_prefetch": NON_NEGATIVE_INT,
     "train.batch_size": POSITIVE_INT, "train.epochs": POSITIVE, "train.log_every_steps": POSITIVE_INT,

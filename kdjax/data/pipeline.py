@@ -133,7 +133,7 @@ def train_pipeline(source, *, global_batch: int, epochs: float, seed: int, proce
     image_shape = getattr(source, "image_shape", None)
     if resizes_records(opts, image_shape):
         ds = ds.random_map(TrainRecordTransform(opts.image_size, opts.augment == "imagenet", opts.eval_crop_ratio,
-                                                opts.crop_scale), seed=(seed + 2) % 2**32)
+                                                opts.crop_scale, opts.interpolation), seed=(seed + 2) % 2**32)
     ds = GatherBatches(ds, global_batch // process_count, _stack)
     aug = make_batch_augment(opts.augment)
     if aug is not None:
@@ -202,7 +202,7 @@ def eval_batches(source, *, global_batch: int, process_index: int = 0, process_c
     opts = _resolve_options(source, options)
     n = len(source) if not limit else min(limit, len(source))
     local = global_batch // process_count
-    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio) \
+    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio, opts.interpolation) \
         if resizes_records(dataclasses.replace(opts, augment="none"), getattr(source, "image_shape", None)) else None
     build = _EvalBatch(source, n, global_batch, local, process_index, process_count, resize, opts.skip_bad_images)
     ds = grain.MapDataset.range(math.ceil(n / global_batch)).map(build)

@@ -25,7 +25,7 @@ OFF = ("", "0", "off", "none", "false", "no")
 IDENTITY_FILE = "identity.json"
 _DATA_FIELDS = ("name", "source", "tfds_data_dir", "data_dir", "train_split", "root", "train_list", "unlabeled_list",
                 "unlabeled_split", "unlabeled_ratio", "num_classes", "train_limit", "augment", "image_size",
-                "crop_scale", "mixup_alpha", "cutmix_alpha", "skip_bad_images", "label_names_file")
+                "crop_scale", "mixup_alpha", "cutmix_alpha", "skip_bad_images", "label_names_file", "interpolation")
 _PATH_FIELDS = ("tfds_data_dir", "data_dir", "root", "train_list", "unlabeled_list", "label_names_file")
 
 

@@ -12,7 +12,7 @@ import importlib
 # name → submodule; loaded on first use (PEP 562), so no submodule imports its own package back at import time
 _EXPORTS = {
     "YamlError": "context", "default_keys": "keys", "from_paddleclas": "losses", "describe": "report",
-    "missing_inputs": "report", "retranslate": "translate", "translate": "translate", "translate_file": "translate",
+    "missing_inputs": "report", "retranslate": "document", "translate": "document", "translate_file": "document",
     "apply_overrides": "yaml_io", "load_yaml": "yaml_io", "parse_config_arg": "yaml_io",
 }
 __all__ = sorted(_EXPORTS)

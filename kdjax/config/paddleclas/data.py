@@ -6,9 +6,10 @@ Recognised pipelines (PaddleClas' ImageNet recipe, the one every distillation co
          std) [→ ToCHWImage]                                            → data.augment='imagenet', image_size
   Eval:  DecodeImage → ResizeImage(resize_short R) → CropImage(size S) → NormalizeImage [→ ToCHWImage]
                                                                         → data.eval_crop_ratio = S / R
-Any other operator, order or parameter is refused with its YAML path. PaddleClas resizes with OpenCV's bilinear
-filter and draws RandCropImage's box its own way (one draw, uniform aspect, area bounded to fit); kdjax resizes
-with PIL's (antialiased) bilinear filter and draws boxes like torchvision; both are said in the notes.
+`interpolation: bicubic` (both splits alike) → data.interpolation='bicubic'. Any other operator, order or parameter
+is refused with its YAML path. PaddleClas resizes with OpenCV (backend cv2, its default) or PIL and draws
+RandCropImage's box its own way (one draw, uniform aspect, area bounded to fit); kdjax resizes with PIL's
+(antialiased) filter and draws boxes like torchvision; both are said in the notes.
 """
 
 import os
@@ -79,12 +80,14 @@ def _normalize(ctx: Ctx, kw: dict, path: str):
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def _filter_note(ctx: Ctx, kw: dict, path: str):
-    interp = get(kw, "interpolation")
-    if interp not in (None, "bilinear"):
-        ctx.refuse(join(path, "interpolation"), f"{interp!r}: kdjax resizes bilinearly only")
+def _filter_note(ctx: Ctx, kw: dict, path: str) -> str:
+    """The resize filter of an op (data.interpolation): bilinear (PaddleClas' default) or bicubic, PIL's either way."""
+    interp = get(kw, "interpolation") or "bilinear"
+    if interp not in ("bilinear", "bicubic"):
+        ctx.refuse(join(path, "interpolation"), f"{interp!r}: kdjax resizes with PIL's bilinear or bicubic filter")
     if get(kw, "backend", "cv2") not in ("cv2", "pil"):
         ctx.refuse(join(path, "backend"), "must be cv2 or pil")
+    return interp
 
 
 def _train_ops(ctx: Ctx, ops, path: str) -> dict:
@@ -118,11 +121,12 @@ def _train_ops(ctx: Ctx, ops, path: str) -> dict:
                 ctx.refuse(join(where, "ratio"), "kdjax's random-resized crop samples aspect ratios in [3/4, 4/3]")
             if get(kw, "progress_size") is not None:
                 ctx.refuse(join(where, "progress_size"), "progressive resizing is not translated")
-            _filter_note(ctx, kw, where)
-            ctx.note(where, "kdjax's random-resized crop (area in scale, aspect 3/4..4/3, torchvision's sampling: up "
-                            "to 10 draws, log-uniform aspect, centre-crop fallback) with PIL's antialiased bilinear "
-                            "resize; PaddleClas draws once (uniform aspect, area bounded to fit) and resizes with "
-                            "OpenCV's bilinear filter")
+            out["interpolation"] = interp = _filter_note(ctx, kw, where)
+            resizer = "PIL's" if get(kw, "backend", "cv2") == "pil" else "OpenCV's"
+            ctx.note(where, f"kdjax's random-resized crop (area in scale, aspect 3/4..4/3, torchvision's sampling: up "
+                            f"to 10 draws, log-uniform aspect, centre-crop fallback) with PIL's antialiased {interp} "
+                            f"resize; PaddleClas draws once (uniform aspect, area bounded to fit) and resizes with "
+                            f"{resizer} {interp} filter")
         elif name == "RandFlipImage":
             ctx.only(kw, where, ("flip_code",))
             if get(kw, "flip_code", 1) != 1:
@@ -152,7 +156,7 @@ def _eval_ops(ctx: Ctx, ops, path: str) -> dict:
                 ctx.refuse(join(where, "size"), "kdjax's evaluation resizes the shorter side (resize_short) before "
                                                 "the centre crop; a fixed size is not translated")
             short = ctx.number(kw["resize_short"], join(where, "resize_short"), integer=True, positive=True)
-            _filter_note(ctx, kw, where)
+            out["interpolation"] = _filter_note(ctx, kw, where)
         elif name == "CropImage":
             ctx.only(kw, where, ("size",))
             out["image_size"] = _size(ctx, kw.get("size"), join(where, "size"))
@@ -236,7 +240,7 @@ def translate_data(ctx: Ctx, loader, cards: int = 1) -> dict:
                 ctx.refuse("DataLoader.Eval.dataset.image_root", f"{ds['image_root']!r} differs from Train's "
                                                                  f"{out['root']!r}; kdjax reads both splits under "
                                                                  f"one data.root")
-            for f in ("mean", "std", "image_size"):
+            for f in ("mean", "std", "image_size", "interpolation"):
                 if ops[f] != out[f]:
                     ctx.refuse(f"{ops_path}", f"evaluates with {f}={ops[f]} but trains with {out[f]}; kdjax uses "
                                               f"one {f} for both")

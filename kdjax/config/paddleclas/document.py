@@ -163,6 +163,7 @@ def translate(yaml_config: dict, yaml_file: str = "", overrides: Sequence[str] =
         d.mean, d.std = data["mean"], data["std"]
         d.augment, d.image_size = "imagenet", int(data["image_size"])
         d.eval_crop_ratio, d.crop_scale = float(data["eval_crop_ratio"]), data["crop_scale"]
+        d.interpolation = data["interpolation"]  # the transform_ops' resize filter (both splits: one)
         for name, m in arch.models.items():
             kwargs = dict(m.kwargs)
             if per_model[name] != num_classes:
