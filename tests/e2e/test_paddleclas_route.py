@@ -92,7 +92,7 @@ def random_export(directory, arch, size=32):
 
     model = get_model(arch, num_classes=1000)
     variables = jax.jit(lambda r: model.init(r, jnp.zeros((1, size, size, 3)), train=False))(jax.random.PRNGKey(0))
-    save_export(directory, {k: v for k, v in variables.items() if k in ("params", "batch_stats")},
+    save_export(str(directory), {k: v for k, v in variables.items() if k in ("params", "batch_stats")},
                 make_spec(arch, {}, 1000, [size, size, 3], model_name="Teacher"))
     return str(directory)
 
