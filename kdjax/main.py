@@ -2,8 +2,10 @@
 
   python -m kdjax.main --config=configs/dkd.py --workdir=runs/dkd               train (resumes automatically)
   python -m kdjax.main --config=configs/dkd.py --workdir=runs/dkd --mode=eval   evaluate the newest checkpoint
-  python -m kdjax.main --config=configs/paddleclas.py:PATH.yaml --mode=check    what the config (here a PaddleClas
-      YAML's translation) trains and what it needs that is missing on this machine; trains nothing, writes nothing
+  python -m kdjax.main --config=configs/dkd.py --workdir=runs/dkd --mode=check  models, features, losses, mesh,
+      FLOPs per image and memory per device of the compiled train step; trains nothing, writes nothing
+  python -m kdjax.main --config=configs/paddleclas.py:PATH.yaml --mode=check    without --workdir: what the config
+      (here a PaddleClas YAML's translation) trains and what it needs that is missing on this machine
 
 Flags only; the library does the work (kdjax.train.run, kdjax.evaluate.run).
 """
@@ -32,8 +34,8 @@ _CONFIG = cli_flags.DEFINE_config_file("config", None, "Config file, e.g. config
                                        lock_config=True)
 _WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the export.")
 _MODE = cli_flags.DEFINE_enum("mode", "train", ["train", "eval", "check"],
-                              "train (resumes automatically), eval, or check (print what the config trains and what "
-                              "it needs that is missing here; trains nothing, writes nothing).")
+                              "train (resumes automatically), eval, or check (what the config trains, what it "
+                              "lacks here and, with --workdir, what a run would cost; no training).")
 _EXPORT_DIR = cli_flags.DEFINE_string("export_dir", None, "--mode=eval: evaluate this export instead of the checkpoint.")
 _RESTART = cli_flags.DEFINE_bool("restart", False, "Move an existing run in --workdir aside and start fresh.")
 _PADDLECLAS_O = cli_flags.DEFINE_multi_string("paddleclas_override", [], "-o KEY=VALUE (repeatable): a PaddleClas "
@@ -78,12 +80,17 @@ def main(argv):
         from kdjax.config.paddleclas import retranslate
 
         config = retranslate(config, _PADDLECLAS_O.value, config_overrides())
-    if _MODE.value == "check":
+    if _MODE.value == "check" and not _WORKDIR.value:  # the config as read, and what is missing here
         _check(config)
         return
     if not _WORKDIR.value:
         raise ConfigError("", "no --workdir given; e.g. --workdir=/tmp/kdjax_dkd")
     workdir = os.path.abspath(_WORKDIR.value)
+    if _MODE.value == "check":
+        from kdjax.tools import preflight
+
+        preflight.report(config, workdir)
+        return
     if _MODE.value == "eval":
         from kdjax import evaluate
 
