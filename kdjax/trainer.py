@@ -20,7 +20,7 @@ from kdjax.config.check import check_model_outputs, check_teacher_cache
 from kdjax.runtime.checkpoints import PhaseCheckpoints
 from kdjax.data.device_prefetch import DevicePrefetch
 from kdjax.data.pipeline import eval_batches, train_pipeline
-from kdjax.data.preprocess import export_fields, run_normalization
+from kdjax.data.preprocess import run_normalization
 from kdjax.models.distillation import DistillationModel, build_submodels, normalize
 from kdjax.runtime.host_memory import compile_then_release, release_host_memory
 from kdjax.weights.init import check_variables_match, load_init
@@ -33,6 +33,9 @@ from kdjax.runtime.oserrors import close_all
 from kdjax.runtime.preemption import Preemption
 from kdjax.runtime.run_log import RunLog
 from kdjax.runtime.workdir import write_json
+from kdjax.weights.best import BestModel
+from kdjax.config.metric_names import rename, term_labels
+from kdjax.weights.from_workdir import submodel_spec, write_model_specs
 from kdjax.steps import LOSS_PARAMS, cached_key, create_state, make_eval_step, make_train_step
 
 log = logging.getLogger("kdjax")
@@ -56,6 +59,7 @@ class Trainer:
         self.mean, self.std = run_normalization(config.data, info, train_source)  # config's, or the training images'
         self.dtype = _compute_dtype(config)
         self.losses = build_losses(list(config.losses.values()))
+        self.metric_labels = term_labels(config, self.losses)  # loss-term names logged (config.metric_names)
         self.sample = normalize(jnp.zeros((2,) + tuple(info.image_shape), jnp.uint8), self.mean, self.std)
         check_model_outputs(config, self.model, self.losses, self.sample, self.num_classes)
         # offline distillation: the cached model's logits come with each batch; the train step does not run it
@@ -147,7 +151,9 @@ class Trainer:
         batches = self._device_batches(host_batches)
         eval_step = self._jit_eval_step(state, frozen)
         runlog = RunLog(self.directory, pipe.total_steps, start, self.config.train.batch_size, self.desc,
-                        enabled=jax.process_index() == 0)
+                        enabled=jax.process_index() == 0, postfix_keys=tuple(self.metric_labels.values()))
+        write_model_specs(self)  # WORKDIR/models.json: what `python -m kdjax.export` needs to export any sub-model
+        best = BestModel(self.directory, self.config.export_model)
         cadence = Cadence(self.config.train, pipe.steps_per_epoch, pipe.total_steps, start)
         wait, nonfinite = DataWait(), NonFinitePolicy(self.config, self.losses, self.desc, ckpts)
         meta = {"desc": self.desc, "total_steps": pipe.total_steps}
@@ -173,6 +179,7 @@ class Trainer:
                     if cadence.evaluate(step):
                         last_eval = self.evaluate(state, frozen, eval_step)
                         runlog.scalars(step, {k: v for k, v in last_eval.items() if k != "count"}, kind="eval")
+                        best.update(step, last_eval, lambda d, **kw: self.export(d, state, frozen, **kw))
                     # 4. Stopping (SIGTERM, train.stop_after_steps) is agreed by every host before anyone saves:
                     #    one host checkpointing while another trains would deadlock both.
                     if cadence.stop_early(step):
@@ -194,7 +201,7 @@ class Trainer:
             last_eval = self.evaluate(state, frozen, eval_step)
         # 6. Export: every process takes part (FSDP shards are gathered); process 0 writes.
         self.export(export_dir, state, frozen)
-        return self._report(last_eval, pipe, start, elapsed, wait)
+        return dict(self._report(last_eval, pipe, start, elapsed, wait), best=best.summary())
 
     def _pipeline(self):
         """The training batches: records carry their dataset index when a loss (CRD) or the teacher cache needs it, and
@@ -251,7 +258,7 @@ class Trainer:
 
     def _with_counters(self, metrics: dict, state, pipe) -> dict:
         """Logged scalars plus the run's health counters: dropped non-finite steps, skipped bad images."""
-        metrics = dict(metrics)
+        metrics = rename(metrics, self.metric_labels)
         bad = int(jax.device_get(state.nonfinite_steps))
         if bad:
             metrics["nonfinite_steps"] = bad
@@ -281,8 +288,9 @@ class Trainer:
                               batch_size=int(self.config.train.eval_batch_size))
 
     # ---- export ----------------------------------------------------------------------------------------------
-    def export(self, export_dir: str, state, frozen):
-        """Called on every process (FSDP-sharded params are gathered with a collective); process 0 writes."""
+    def export(self, export_dir: str, state, frozen, **spec_extra):
+        """Called on every process (FSDP-sharded params are gathered with a collective); process 0 writes.
+        `spec_extra` goes into the export's spec.json (e.g. best={step, top1})."""
         name = self.config.export_model
         if name in frozen:
             variables = self.parallel.fetch(frozen[name])
@@ -293,12 +301,7 @@ class Trainer:
             variables = self.parallel.fetch(variables)
         if jax.process_index() != 0:
             return
-        sub = self.submodels[name]
-        kwargs = {k: v for k, v in sub.kwargs.items() if k != "num_classes"}
-        spec = export_lib.make_spec(sub.arch, kwargs, self.num_classes, self.info.image_shape, self.mean, self.std,
-                                    self.info.label_names, model_name=name,
-                                    **export_fields(self.info, self.test_source))  # identity, eval preprocessing
-        export_lib.save_export(export_dir, variables, spec)
+        export_lib.save_export(export_dir, variables, submodel_spec(self, name, **spec_extra))
 
 
 def evaluate_split(parallel, eval_step, params, batch_stats, frozen, source, *, batch_size: int, limit: int = 0) -> dict:

@@ -65,6 +65,7 @@ def base_config():
         image_size=0,             # 0: the images' own size; variable-size images (JPEG lists) need one, e.g. 224
         eval_crop_ratio=0.875,    # eval resize: shorter side to image_size / ratio, then centre crop
         crop_scale=(0.08, 1.0),   # augment=imagenet: random-resized crop area range
+        interpolation="bilinear",  # resize filter of the train crop and the eval resize: bilinear | bicubic (PIL's)
         mixup_alpha=0.0,          # > 0: mixup; batches gain "soft_label" float32 [N, num_classes]
         cutmix_alpha=0.0,         # > 0: cutmix (with both: one of them per batch, 50/50)
         skip_bad_images=False,    # True: replace undecodable/missing images by the next good one, and count them
@@ -108,4 +109,7 @@ def base_config():
     # Offline distillation: a directory written by `python -m kdjax.tools.cache_teacher`; the frozen teacher's logits are
     # read from it instead of running the teacher in the train step (needs data.augment='none').
     c.teacher_cache = ""
+    # Loss-term names in metrics.jsonl, TensorBoard and the progress line: "kdjax" (loss/dkd/Student-Teacher) or
+    # "paddleclas" (loss_dkd_Student_Teacher, CELoss_Student, ...); see kdjax/config/metric_names.py
+    c.metric_names = "kdjax"
     return c

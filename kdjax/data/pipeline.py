@@ -156,7 +156,7 @@ def train_pipeline(source, *, global_batch: int, epochs: float, seed: int, proce
         if view_record_map is not None:  # before the weak view's crop replaces the record's image
             ds = ds.random_map(view_record_map, seed=(seed + 6) % 2**32)
         ds = ds.random_map(TrainRecordTransform(opts.image_size, opts.augment == "imagenet", opts.eval_crop_ratio,
-                                                opts.crop_scale), seed=(seed + 2) % 2**32)
+                                                opts.crop_scale, opts.interpolation), seed=(seed + 2) % 2**32)
     ds = GatherBatches(ds, global_batch // process_count, _stack)
     if view_batch_map is not None:  # from the records before the weak view's batch augmentation
         ds = ds.random_map(view_batch_map, seed=(seed + 5) % 2**32)
@@ -227,7 +227,7 @@ def eval_batches(source, *, global_batch: int, process_index: int = 0, process_c
     opts = _resolve_options(source, options)
     n = len(source) if not limit else min(limit, len(source))
     local = global_batch // process_count
-    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio) \
+    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio, opts.interpolation) \
         if resizes_records(dataclasses.replace(opts, augment="none"), getattr(source, "image_shape", None)) else None
     build = _EvalBatch(source, n, global_batch, local, process_index, process_count, resize, opts.skip_bad_images)
     ds = grain.MapDataset.range(math.ceil(n / global_batch)).map(build)

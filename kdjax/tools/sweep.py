@@ -25,7 +25,9 @@ _WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for the teacher, 
 
 
 def load_method_config(directory: str, method: str):
-    path = os.path.join(directory, f"{method}.py")
+    from kdjax.cli.config_path import resolve
+
+    path = resolve(os.path.join(directory, f"{method}.py"))  # configs/ of the installed package when not here
     if not os.path.isfile(path):
         from kdjax.errors import ConfigError
 
