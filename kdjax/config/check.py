@@ -73,6 +73,9 @@ def check_config(config):
         _positive(config.pretrain.epochs, "pretrain.epochs")
         _positive(config.pretrain.optim.lr, "pretrain.optim.lr")
     _positive(config.optim.lr, "optim.lr")
+    from kdjax.steps import check_optimizer
+
+    check_optimizer(config.optim, "optim")
     if config.get("precision", "float32") not in ("float32", "bfloat16"):
         raise ConfigError("precision", f"must be 'float32' or 'bfloat16', got {config.precision!r}")
     prefetch = config.data.get("device_prefetch", 2)
@@ -215,6 +218,11 @@ def check_model_outputs(config, model, losses, sample, num_classes: int):
                                      f"model num_classes={num_classes} (or fix data.num_classes)")
     try:
         losses.shape_check(outputs)
+        if losses.reads_teachers:  # OFD: the teacher BatchNorms its margins come from
+            import jax
+
+            shapes = jax.eval_shape(model.init_variables, jax.random.PRNGKey(0), sample)
+            losses.check_teachers({n: shapes[n] for n in model.frozen}, outputs)
     except ConfigError as e:
         raise _renamed(config, e) from None
 

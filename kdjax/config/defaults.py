@@ -12,10 +12,15 @@ FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
 
 
-def model_entry(arch: str, *, frozen: bool = False, init: str = "", capture=(), **kwargs):
-    """One sub-model: PaddleClas' models[i] + freeze_params_list[i] + pretrained + return_patterns."""
-    return ml_collections.ConfigDict(dict(arch=arch, frozen=frozen, init=init, capture=tuple(capture),
-                                          kwargs=dict(kwargs)))
+def model_entry(arch: str, *, frozen: bool = False, init: str = "", capture=(), train_mode: bool = False, **kwargs):
+    """One sub-model: PaddleClas' models[i] + freeze_params_list[i] + pretrained + return_patterns.
+
+    train_mode=True runs a frozen model in training mode during training steps (BatchNorm normalises with the
+    batch's statistics; its stored statistics are not updated): the teacher of mdistiller / the authors' OFD."""
+    entry = dict(arch=arch, frozen=frozen, init=init, capture=tuple(capture), kwargs=dict(kwargs))
+    if train_mode:  # only where set: other configs keep their identity (config.json of existing workdirs)
+        entry["train_mode"] = True
+    return ml_collections.ConfigDict(entry)
 
 
 def loss_entry(type_: str, weight: float = 1.0, *, pairs=None, models=None, key: str = "logits", s_key=None,

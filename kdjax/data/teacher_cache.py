@@ -91,6 +91,9 @@ def check(config) -> Optional[str]:
             return None  # pre-training the teacher itself: it must run
         raise ConfigError(f"models.{name}.frozen", f"teacher_cache holds logits of {name}, so {name} must be a "
                                                    f"frozen model; a trained model's outputs change every step")
+    if m.get("train_mode"):
+        raise ConfigError(f"models.{name}.train_mode", f"{name} runs in training mode (batch statistics), so its "
+                                                       f"logits depend on the batch and cannot be cached; drop one")
     if m.arch != manifest["arch"]:
         raise ConfigError(f"models.{name}.arch", f"{m.arch!r}, but the cache in {directory} was computed by "
                                                  f"{manifest['arch']!r}")

@@ -103,4 +103,4 @@ def _compute(e, a, b, ctx):
 register_loss(LossSpec(
     "gt_ce", "CE with ground-truth labels (DistillationGTCELoss)", "supervised cross-entropy", "models", "required",
     dict(epsilon=None, reduction="mean"), _compute,
-    checks=dict(epsilon=optional_unit_open, reduction=one_of("mean", "sum"))))
+    checks=dict(epsilon=optional_unit_open, reduction=one_of("mean", "sum")), task=True))
