@@ -7,7 +7,7 @@
 #   plain     kdjax's flags off (KDJAX_XLA_FLAGS=0), flax-style BatchNorm, lax.conv VJP (KDJAX_FAST_BN/CONV=0)
 #   flags     + kdjax/runtime/xla_flags.py's XLA:CPU flags (YNNPACK fusions off, scheduler, emitters)
 #   flags+bn  + the zoo BatchNorm's hand-written backward pass
-#   all       + fast_conv's VJP for every convolution (what kdjax runs by default)
+#   all       + kdjax/kernels/conv.py's VJP for every convolution (what kdjax runs by default)
 # Prints per variant the median img/s and peak RSS, and the median over rounds of img/s relative to `plain`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

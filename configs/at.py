@@ -20,6 +20,7 @@ from kdjax.config.presets import cifar100, unknown_preset
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     keys = ["blocks[0]", "blocks[1]"]
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train", capture=keys)
     c.models.Student = model_entry("convnet_student", capture=keys)

@@ -19,6 +19,7 @@ from kdjax.config.presets import cifar100, unknown_preset
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train", capture=["blocks[1]"])
     c.models.Student = model_entry("convnet_student", capture=["blocks[1]"])
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])

@@ -18,6 +18,7 @@ from kdjax.config.presets import unknown_preset
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher1 = model_entry("convnet_teacher", frozen=True, init="train")
     c.models.Teacher2 = model_entry("ConvNet", frozen=True, init="train", depth=2, stem_stride=2)
     c.models.Student = model_entry("convnet_student")

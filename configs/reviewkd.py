@@ -24,6 +24,7 @@ from kdjax.config.presets import cifar100, unknown_preset
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     s_keys = ["blocks[0]", "blocks[1]", "blocks[2]", "avg_pool"]
     t_keys = ["blocks_preact[0]", "blocks_preact[1]", "blocks_preact[2]", "avg_pool"]
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train", capture=t_keys)

@@ -21,6 +21,7 @@ from kdjax.config.defaults import base_config, model_entry
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.base = base_config()          # data, optimizer, budget shared by every run
+    c.base.data.augment = "auto"    # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.base.train.epochs = 4.0
     c.base.train.eval_every_epochs = 1.0
     c.base.train.checkpoint_every_steps = 1000
@@ -31,7 +32,8 @@ def get_config(arg=None):
     # configs/multi_teacher.py defines it): trained once like the main teacher; other frozen models get `teacher`
     c.extra_teachers = ml_collections.ConfigDict({"Teacher2": model_entry("ConvNet", depth=2, stem_stride=2)})
     c.methods = ("baseline", "kd", "dkd", "dist", "wsl", "dml", "rkd", "mgd", "afd", "udml",
-                 "fitnet", "at", "kd_ls", "dkd_ls", "skd", "pefd", "crd", "multi_teacher")
+                 "fitnet", "at", "kd_ls", "dkd_ls", "skd", "pefd", "crd", "multi_teacher",
+                 "reviewkd", "pkt", "sp", "nst", "vid", "ofd", "ickd", "kd_dot")
     c.method_configs_dir = "configs"
     c.seeds = (0, 1, 2)
     c.seeds_for = ml_collections.ConfigDict()  # per-method seeds where a method gets fewer runs (say so in results)

@@ -30,9 +30,10 @@ from kdjax.errors import ConfigError
 def check_dot(optim, field: str = "optim") -> None:
     """ConfigError for DOT settings the reference does not have."""
     mu, delta = optim.get("momentum", 0.9), optim.get("delta", None)
-    if delta is None:
-        raise ConfigError(f"{field}.delta", "optim.name='dot' needs optim.delta (mdistiller SOLVER.DOT.DELTA, 0.075): "
-                                            "task momentum = momentum − delta, distillation momentum = momentum + delta")
+    if delta is None or (isinstance(delta, (int, float)) and not isinstance(delta, bool) and delta == 0):
+        raise ConfigError(f"{field}.delta", "optim.name='dot' needs optim.delta > 0 (mdistiller SOLVER.DOT.DELTA, "
+                                            "0.075): task momentum = momentum − delta, distillation momentum = "
+                                            "momentum + delta (delta 0 is plain momentum SGD: use optim.name='sgd')")
     for name, value in (("momentum", mu), ("delta", delta)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not value == value:
             raise ConfigError(f"{field}.{name}", f"must be a number, got {value!r}")

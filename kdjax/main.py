@@ -9,8 +9,19 @@ Flags only; the library does the work (kdjax.train.run, kdjax.evaluate.run).
 import signal
 
 _STARTUP_SIGTERM = []
-if __name__ == "__main__":  # before the slow imports: a SIGTERM during start-up still ends cleanly, with exit code 0
-    signal.signal(signal.SIGTERM, lambda *_: _STARTUP_SIGTERM.append(True))
+
+
+def _stop_during_startup(*_):
+    """Nothing is written before main() runs: a SIGTERM while importing ends the process at once, exit code 0."""
+    import os
+    import sys
+
+    print("kdjax: SIGTERM during start-up: stopped (nothing was written)", file=sys.stderr, flush=True)
+    os._exit(0)
+
+
+if __name__ == "__main__":  # before the slow imports
+    signal.signal(signal.SIGTERM, _stop_during_startup)
 
 import kdjax.runtime.xla_flags  # noqa: E402,F401  (XLA flags and malloc settings: before jax is imported)
 from kdjax.cli import flags as cli_flags  # noqa: E402
@@ -47,10 +58,13 @@ def main(argv):
     from kdjax.runtime import distributed, preemption
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax/grain log every save at INFO
-    preemption.listen_for_sigterm(pending=bool(_STARTUP_SIGTERM))  # SIGTERM before the loop: stop after 1 step
+    # SIGTERM outside a training loop ends the process at once, exit 0 (it waits only for a write in progress);
+    # inside one, the loop checkpoints and stops (kdjax/runtime/preemption.py)
+    preemption.listen_for_sigterm(pending=bool(_STARTUP_SIGTERM))
     if distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _LOCAL_DEVICES.value,
                               mode=_DISTRIBUTED.value):
-        preemption.listen_for_sigterm()  # JAX's preemption notifier took SIGTERM over; kdjax handles it
+        # JAX's preemption notifier took SIGTERM over; kdjax handles it, every process stopping at the same step
+        preemption.listen_for_sigterm(multi=True)
     config = load_config(_CONFIG)
     if not _WORKDIR.value:
         raise ConfigError("", "no --workdir given; e.g. --workdir=/tmp/kdjax_dkd")

@@ -56,6 +56,9 @@ def check_optimizer(optim, field: str = "optim") -> None:
         raise ConfigError(f"{field}.name", f"unknown optimizer {name!r}; use 'sgd', 'adamw' or 'dot'")
     if name == "dot":
         check_dot(optim, field)
+    elif float(optim.get("delta", 0.0) or 0.0) != 0:
+        raise ConfigError(f"{field}.delta", f"is DOT's momentum split and {name!r} has none: set {field}.name='dot' "
+                                            f"or {field}.delta=0")
 
 
 def build_optimizer(optim, steps_per_epoch: int, total_steps: int):

@@ -1,9 +1,11 @@
-"""One training phase: build the DistillationModel, restore or initialise, train, evaluate, export.
+"""The Trainer: one DistillationModel configuration in one directory, initialised or restored, trained, evaluated
+and exported.
 
-`train.py` runs a phase per model that must be trained first (init="train") and then the distillation phase.
+`train.py` runs a Trainer per model that must be trained first (init="train") and then the distillation Trainer;
+`evaluate.py` uses one to restore a checkpoint. The loop itself (`Trainer.train`) reads top to bottom; what it calls
+by name lives in kdjax/runtime/ (loop.py: cadence, data wait, non-finite policy; preemption.py; checkpoints.py).
 """
 
-import json
 import logging
 import os
 import time
@@ -14,34 +16,33 @@ import numpy as np
 
 from kdjax.weights import export_dir as export_lib
 from kdjax.data import teacher_cache
-from kdjax.config.check import check_model_outputs
+from kdjax.config.check import check_model_outputs, check_teacher_cache
 from kdjax.runtime.checkpoints import PhaseCheckpoints
 from kdjax.data.device_prefetch import DevicePrefetch
 from kdjax.data.pipeline import eval_batches, train_pipeline
+from kdjax.data.preprocess import export_fields, run_normalization
 from kdjax.models.distillation import DistillationModel, build_submodels, normalize
-from kdjax.errors import KdjaxError, nonfinite_message
 from kdjax.runtime.host_memory import compile_then_release, release_host_memory
 from kdjax.weights.init import check_variables_match, load_init
 from kdjax.losses import build_losses
 from kdjax.data.indexed import IndexedRecords
 from kdjax.steps import build_optimizer
 from kdjax.runtime.mesh import make_parallel
+from kdjax.runtime.loop import Cadence, DataWait, NonFinitePolicy
+from kdjax.runtime.oserrors import close_all
 from kdjax.runtime.preemption import Preemption
 from kdjax.runtime.run_log import RunLog
+from kdjax.runtime.workdir import write_json
 from kdjax.steps import LOSS_PARAMS, cached_key, create_state, make_eval_step, make_train_step
 
 log = logging.getLogger("kdjax")
-
-
-class NonFiniteLoss(KdjaxError):
-    pass
 
 
 def _compute_dtype(config):
     return jnp.bfloat16 if config.get("precision", "float32") == "bfloat16" else jnp.float32
 
 
-class Phase:
+class Trainer:
     """Everything needed to train or evaluate one DistillationModel configuration in `directory`."""
 
     def __init__(self, config, directory: str, train_source, test_source, info, desc: str):
@@ -52,13 +53,13 @@ class Phase:
         self.model = DistillationModel(self.submodels)
         self.parallel = make_parallel(config.get("mesh"), config.train.batch_size,
                                       grad_accum_steps=int(config.train.get("grad_accum_steps", 1) or 1))
-        self.mean, self.std = tuple(config.data.mean), tuple(config.data.std)
+        self.mean, self.std = run_normalization(config.data, info, train_source)  # config's, or the training images'
         self.dtype = _compute_dtype(config)
         self.losses = build_losses(list(config.losses.values()))
         self.sample = normalize(jnp.zeros((2,) + tuple(info.image_shape), jnp.uint8), self.mean, self.std)
         check_model_outputs(config, self.model, self.losses, self.sample, self.num_classes)
         # offline distillation: the cached model's logits come with each batch; the train step does not run it
-        cached = teacher_cache.check(config)
+        cached = check_teacher_cache(config)
         self.cache = teacher_cache.TeacherCache(config.teacher_cache) if cached else None
         self.train_model = DistillationModel({n: s for n, s in self.submodels.items() if n != cached}) \
             if cached else self.model
@@ -126,94 +127,101 @@ class Phase:
                                  par.shardings_of(frozen))
 
     def train(self, export_dir: str) -> dict:
-        cfg, tcfg = self.config, self.config.train
-        train_source = self.train_source
-        if self.cache is not None:
-            self.cache.check_source(train_source)
-            train_source = IndexedRecords(train_source, needed_by="teacher_cache")
-        if self.losses.needs_index:  # batches carry "index" (CRD)
-            train_source = IndexedRecords(train_source)
-        pipe = train_pipeline(train_source, global_batch=tcfg.batch_size, epochs=tcfg.epochs,
-                              seed=int(cfg.seed), process_index=jax.process_index(),
-                              process_count=jax.process_count(), augment=cfg.data.augment,
-                              num_threads=int(cfg.data.num_threads), prefetch=int(cfg.data.prefetch))
+        """Train to `train.epochs` (resuming from the newest checkpoint), evaluate, export `config.export_model` to
+        `export_dir`; returns the final evaluation plus timing, or {"preempted": True, "step": n} when stopped early."""
+        pipe = self._pipeline()
         train_step, state, frozen = self.build_train_step(pipe.steps_per_epoch, pipe.total_steps)
-        par = self.parallel
-        ckpts = PhaseCheckpoints(os.path.join(self.directory, "checkpoints"), keep=int(tcfg.keep_checkpoints))
-        data_iter = iter(pipe.dataset)
-        restored = ckpts.restore(par.abstract(state), data_iter)
-        start = 0
-        is_main = jax.process_index() == 0
-        if restored is not None:
-            state, _ = restored
-            start = int(jax.device_get(state.step))
-            if is_main:
-                print(f"[{self.desc}] resuming from step {start} of {pipe.total_steps} ({ckpts.directory})",
-                      flush=True)
-        data_iter = self._device_batches(data_iter)
+        ckpts = PhaseCheckpoints(os.path.join(self.directory, "checkpoints"),
+                                 keep=int(self.config.train.keep_checkpoints))
+        host_batches = iter(pipe.dataset)
+        state, start = self._restore(ckpts, state, host_batches, pipe.total_steps)
+        batches = self._device_batches(host_batches)
         eval_step = self._jit_eval_step(state, frozen)
-        runlog = RunLog(self.directory, pipe.total_steps, start, tcfg.batch_size, self.desc, enabled=is_main)
-        rng = jax.random.PRNGKey(int(cfg.seed) + 1)
-        eval_every = max(1, int(round(float(tcfg.eval_every_epochs) * pipe.steps_per_epoch)))
+        runlog = RunLog(self.directory, pipe.total_steps, start, self.config.train.batch_size, self.desc,
+                        enabled=jax.process_index() == 0)
+        cadence = Cadence(self.config.train, pipe.steps_per_epoch, pipe.total_steps, start)
+        wait, nonfinite = DataWait(), NonFinitePolicy(self.config, self.losses, self.desc, ckpts)
         meta = {"desc": self.desc, "total_steps": pipe.total_steps}
-        # waiting for data: `idle` counts a wait only when the step dispatched before it had already finished by
-        # the time the batch arrived (the devices sat idle, at most that long); `blocked` every wait of the loop
-        # thread, most of which overlaps the asynchronously running previous step
-        idle, blocked, in_flight = 0.0, 0.0, None
-        loop_start, last_eval = time.perf_counter(), None
-        stop_after = int(tcfg.get("stop_after_steps", 0) or 0)
-        step = start
+        rng = jax.random.PRNGKey(int(self.config.seed) + 1)
+        loop_start, last_eval, step = time.perf_counter(), None, start
         try:
             with Preemption() as preempt:
                 while step < pipe.total_steps:
-                    t0 = time.perf_counter()
-                    batch = next(data_iter)
-                    waited = time.perf_counter() - t0
-                    blocked += waited
-                    if in_flight is None or in_flight.is_ready():
-                        idle += waited
+                    # The order matters:
+                    # 1. Take the next batch. The step is dispatched asynchronously, so the host usually waits here
+                    #    while the devices still run the previous step; only waits with idle devices count as such.
+                    batch = wait.next_batch(batches)
                     state, metrics = train_step(state, frozen, batch, rng)
-                    in_flight = state.step
+                    wait.dispatched(state.step)
                     step += 1
-                    last = step == pipe.total_steps
-                    if step % int(tcfg.log_every_steps) == 0 or last:
-                        self._check_finite(state, metrics, ckpts)
+                    # 2. Logging fetches the metrics, which blocks until the step is done: only every few steps.
+                    #    A non-finite step was already dropped by the step itself; the policy decides whether to go on.
+                    if cadence.log(step):
+                        nonfinite.check(state)
                         runlog.scalars(step, self._with_counters(jax.device_get(metrics), state, pipe))
                         runlog.advance(step)
-                    if step % eval_every == 0 or last:
-                        last_eval = evaluate_split(par, eval_step, state.params, state.batch_stats, frozen,
-                                             self.test_source, batch_size=int(tcfg.eval_batch_size))
+                    # 3. Evaluate before checkpointing, so that a checkpoint's step has its evaluation logged.
+                    if cadence.evaluate(step):
+                        last_eval = self.evaluate(state, frozen, eval_step)
                         runlog.scalars(step, {k: v for k, v in last_eval.items() if k != "count"}, kind="eval")
-                    if stop_after and step - start >= stop_after and not last:
+                    # 4. Stopping (SIGTERM, train.stop_after_steps) is agreed by every host before anyone saves:
+                    #    one host checkpointing while another trains would deadlock both.
+                    if cadence.stop_early(step):
                         preempt.requested = True
-                    preempt.agree(step)  # multi-host: all processes stop at the same step
-                    if step % int(tcfg.checkpoint_every_steps) == 0 or last or preempt.requested:
-                        self._check_finite(state, metrics, ckpts)
-                        ckpts.save(step, state, data_iter, meta)
-                    if preempt.requested and not last:
+                    preempt.agree(step)
+                    # 5. Checkpoint (never a non-finite state); a stop saves the step it stopped at.
+                    if cadence.checkpoint(step) or preempt.requested:
+                        nonfinite.check(state)
+                        ckpts.save(step, state, batches, meta)  # the read-ahead iterator: counts batches taken
+                    if preempt.requested and not cadence.last(step):
                         ckpts.wait()
                         runlog.message(f"[{self.desc}] stopping early: saved step {step} in {ckpts.directory}; "
                                        f"run the same command again to resume")
                         return {"preempted": True, "step": step}
         finally:
-            ckpts.close()
-            runlog.close()
-            if hasattr(data_iter, "close"):  # reader threads / worker processes
-                data_iter.close()
+            close_all(ckpts, runlog, batches)  # each one even if another fails; reader threads / worker processes
         elapsed = time.perf_counter() - loop_start
-        if last_eval is None:
-            last_eval = evaluate_split(par, eval_step, state.params, state.batch_stats, frozen, self.test_source,
-                                 batch_size=int(tcfg.eval_batch_size))
-        self.export(export_dir, state, frozen)  # every process: gathers FSDP shards; process 0 writes
+        if last_eval is None:  # resumed at the last step
+            last_eval = self.evaluate(state, frozen, eval_step)
+        # 6. Export: every process takes part (FSDP shards are gathered); process 0 writes.
+        self.export(export_dir, state, frozen)
+        return self._report(last_eval, pipe, start, elapsed, wait)
+
+    def _pipeline(self):
+        """The training batches: records carry their dataset index when a loss (CRD) or the teacher cache needs it."""
+        cfg = self.config
+        source = self.train_source
+        if self.cache is not None:
+            self.cache.check_source(source)
+            source = IndexedRecords(source, needed_by="teacher_cache")
+        if self.losses.needs_index:
+            source = IndexedRecords(source)
+        return train_pipeline(source, global_batch=cfg.train.batch_size, epochs=cfg.train.epochs, seed=int(cfg.seed),
+                              process_index=jax.process_index(), process_count=jax.process_count(),
+                              augment=cfg.data.augment, num_threads=int(cfg.data.num_threads),
+                              prefetch=int(cfg.data.prefetch))
+
+    def _restore(self, ckpts, state, host_batches, total_steps):
+        """(state, step) of the newest good checkpoint (the data iterator moved to its position), or (state, 0)."""
+        restored = ckpts.restore(self.parallel.abstract(state), host_batches)
+        if restored is None:
+            return state, 0
+        state, _ = restored
+        start = int(jax.device_get(state.step))
+        if jax.process_index() == 0:
+            print(f"[{self.desc}] resuming from step {start} of {total_steps} ({ckpts.directory})", flush=True)
+        return state, start
+
+    def _report(self, last_eval, pipe, start, elapsed, wait) -> dict:
+        """The result of a finished loop (also written to result.json) and its one-line summary."""
         steps_run = pipe.total_steps - start
         share = (lambda t: t / elapsed if elapsed > 0 and steps_run else 0.0)
-        result = dict(last_eval, steps=pipe.total_steps, seconds=elapsed, data_wait_fraction=share(idle),
-                      data_blocked_fraction=share(blocked))
-        if is_main and steps_run:
-            with open(os.path.join(self.directory, "result.json"), "w") as f:
-                json.dump(result, f, indent=2)
+        result = dict(last_eval, steps=pipe.total_steps, seconds=elapsed, data_wait_fraction=share(wait.idle),
+                      data_blocked_fraction=share(wait.blocked))
+        if jax.process_index() == 0 and steps_run:
+            write_json(os.path.join(self.directory, "result.json"), result)  # whole or not at all
             print(f"[{self.desc}] {steps_run} steps in {elapsed:.1f}s "
-                  f"({steps_run * tcfg.batch_size / elapsed:.0f} img/s); devices waiting for data "
+                  f"({steps_run * self.config.train.batch_size / elapsed:.0f} img/s); devices waiting for data "
                   f"{100 * result['data_wait_fraction']:.1f}% of the time (loop thread blocked on data "
                   f"{100 * result['data_blocked_fraction']:.1f}%, counting time the previous step was still running)",
                   flush=True)
@@ -241,18 +249,6 @@ class Phase:
             metrics["data/bad_images"] = pipe.bad_images.value
         return metrics
 
-    def _check_finite(self, state, metrics, ckpts):
-        bad = int(jax.device_get(state.nonfinite_steps))
-        if bad == 0:
-            return
-        policy, limit = self.config.train.nonfinite, int(self.config.train.max_skipped)
-        if policy == "skip" and bad <= limit:
-            return
-        ckpts.wait()  # so that "last good checkpoint" names a committed one
-        raise NonFiniteLoss(nonfinite_message(
-            self.desc, self.config, self.losses, int(jax.device_get(state.first_nonfinite)) + 1, bad,
-            jax.device_get(state.nonfinite_counts or {}), ckpts.latest_step(), ckpts.directory))
-
     def restore_latest(self):
         """(state, frozen, step) from the newest good checkpoint of this phase, for evaluation."""
         tx, _ = build_optimizer(self.config.optim, 1, 1)
@@ -268,10 +264,11 @@ class Phase:
         state = restored[0]
         return state, frozen, int(jax.device_get(state.step))
 
-    def evaluate(self, state, frozen) -> dict:
-        eval_step = self._jit_eval_step(state, frozen)
+    def evaluate(self, state, frozen, eval_step=None) -> dict:
+        """Top-1 / top-5 / mean CE of every sub-model on the test split."""
+        eval_step = eval_step or self._jit_eval_step(state, frozen)
         return evaluate_split(self.parallel, eval_step, state.params, state.batch_stats, frozen, self.test_source,
-                        batch_size=int(self.config.train.eval_batch_size))
+                              batch_size=int(self.config.train.eval_batch_size))
 
     # ---- export ----------------------------------------------------------------------------------------------
     def export(self, export_dir: str, state, frozen):
@@ -289,7 +286,8 @@ class Phase:
         sub = self.submodels[name]
         kwargs = {k: v for k, v in sub.kwargs.items() if k != "num_classes"}
         spec = export_lib.make_spec(sub.arch, kwargs, self.num_classes, self.info.image_shape, self.mean, self.std,
-                                    self.info.label_names, model_name=name, dataset=self.config.data.name)
+                                    self.info.label_names, model_name=name,
+                                    **export_fields(self.info, self.test_source))  # identity, eval preprocessing
         export_lib.save_export(export_dir, variables, spec)
 
 

@@ -1,6 +1,7 @@
 """The one way every kdjax command runs: flags parsed by absl, `--help` that lists the command's own flags (exit 0),
 and user errors (KdjaxError, bad flags, bad `--config.x=` overrides) as one line `<prog>: error: ...`, exit code 2,
-no traceback. SIGINT exits 130 with a line saying how to resume."""
+no traceback. So is an OS failure that escapes (disk full, read-only, permission denied, a path that is a file, a
+busy mount): the path and what the errno means. SIGINT exits 130 with a line saying how to resume."""
 
 import sys
 from typing import Callable, Sequence
@@ -40,6 +41,10 @@ def guarded(main: Callable, *args, prog: str, interrupted: str = ""):
         return main(*args)
     except KdjaxError as e:
         fail(prog, str(e))
+    except OSError as e:  # what is saved is said where it is known (train.run); here: the path and the reason
+        from kdjax.runtime.oserrors import describe
+
+        fail(prog, describe(e))
     except KeyboardInterrupt:
         print(f"{prog}: interrupted" + (f"; {interrupted}" if interrupted else ""), file=sys.stderr, flush=True)
         sys.exit(130)

@@ -1,36 +1,72 @@
-"""Validate a config before any compute: every problem is one ConfigError naming the field and the fix.
+"""`check`: the one validation entry point. Every route (train, eval, check, sweep, cache_teacher, bench) calls it
+before anything is computed or written; every problem is one ConfigError naming the field and the fix.
 
-Order of the checks a run makes (train.run), all before the workdir is touched:
-  check_config        the config alone: archs, frozen models' inits, losses (types, weights, params, pairs, keys)
-  check_inits         every `init` path exists and holds the configured arch (reads spec.json only)
-  check_data          the opened data: label range against the number of classes, batch size against its size
-  check_model_outputs (Phase) captured features exist, logits cover the classes, the losses can pair the
-                      output shapes (jax.eval_shape: shapes only, no compute)
-  check_workdir       the workdir holds no run of another config
+What it checks, in this order:
+  fields     every scalar field's type and range (kdjax/config/fields.py)
+  models     archs exist, frozen models have an init, export_model names a model
+  losses     each entry through its loss module: type, weight, hyper-parameters, pairs, keys (kdjax/losses/entries.py)
+  data       the data source's own fields (its SourceKind.check), then the opened splits: labels against the number
+             of classes, the training split against the batch sizes
+  inits      every `init` exists and holds the configured arch with these classes (reads spec.json only)
+The models' output shapes (captured features exist, logits cover the classes, the losses can pair what they read) are
+checked from jax.eval_shape when a Trainer is built (`check_model_outputs`); the workdir's identity by
+kdjax/runtime/workdir.py.
 """
 
-import json
+import dataclasses
 import numbers
-import os
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from kdjax.errors import ConfigError, DataError
-from kdjax.models import list_models
+from kdjax.config.fields import check_fields
+from kdjax.errors import ConfigError
+from kdjax.models.registry import check_arch
 
-# fields that define what a run computes; a workdir holding a run that differs in these is refused
-_IDENTITY_FIELDS = ("seed", "models", "losses", "export_model", "optim", "pretrain", "precision")
-_IDENTITY_DATA = ("name", "augment", "mean", "std", "num_classes")
-_IDENTITY_TRAIN = ("batch_size", "epochs")
 TRAIN_FIRST = "train"  # models.<name>.init value: train that model with ground-truth CE first
 
 
-def _positive(value, field, integer=False):
-    ok = isinstance(value, numbers.Number) and not isinstance(value, bool) and value > 0
-    if integer:
-        ok = ok and float(value) == int(value)
-    if not ok:
-        raise ConfigError(field, f"must be a positive {'integer' if integer else 'number'}, got {value!r}")
+@dataclasses.dataclass
+class Checked:
+    """What `check` opened: the splits asked for (None otherwise), the dataset info and the number of classes."""
+
+    train: Any = None
+    test: Any = None
+    info: Any = None
+    num_classes: int = 0
+
+
+def check(config, *, splits: Sequence[str] = ("train", "test"), inits: bool = True, channels: int = 0) -> Checked:
+    """Every check of `config` (see the module docstring); opens the data `splits` it names ("train", "test") and
+    returns them. `splits=()` checks the config alone (e.g. bench's synthetic data); `inits=False` skips the init
+    files (bench replaces missing ones by random weights). The test split gets the training split's channels
+    (`channels`: an export's, when only the test split is opened); with the training split opened, `info` also
+    carries the normalisation (data.mean/std, or computed from the training images) and both splits' identity."""
+    check_config(config)
+    if not splits:
+        return Checked()
+    from kdjax.data.preprocess import complete
+    from kdjax.data.sources import open_source
+
+    opened, infos = {}, {}
+    for split in splits:
+        opened[split], infos[split] = open_source(config.data, split, channels=channels)
+        channels = channels or int(infos[split].image_shape[-1])
+    info = infos[splits[0]]
+    if "train" in opened:
+        complete(config.data, info, opened["train"], infos.get("test"), log=_log_main)
+    check_data(config, info, **opened)
+    num_classes = int(config.data.get("num_classes") or info.num_classes)
+    if inits:
+        check_inits(config, num_classes)
+    return Checked(train=opened.get("train"), test=opened.get("test"), info=info, num_classes=num_classes)
+
+
+def _log_main(message: str):
+    import jax
+
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def _is_number(value) -> bool:
@@ -38,14 +74,19 @@ def _is_number(value) -> bool:
 
 
 def check_config(config):
+    """The config alone: fields, models, losses; nothing is opened."""
+    check_fields(config)
+    _check_optimizers(config)
     if not config.get("models"):
         raise ConfigError("models", "no sub-models configured; add e.g. config.models.Student = model_entry('resnet8x4')")
-    known = set(list_models())
     for name, m in config.models.items():
         if not m.get("arch"):
             raise ConfigError(f"models.{name}.arch", "missing")
-        if m.arch not in known:
-            raise ConfigError(f"models.{name}.arch", f"unknown arch {m.arch!r}; known archs: {', '.join(sorted(known))}")
+        check_arch(m.arch, f"models.{name}.arch")  # a zoo name, or a user's 'file.py:Class' that resolves
+        if m.get("train_mode") and not m.get("frozen"):
+            raise ConfigError(f"models.{name}.train_mode", f"only means something for a frozen model (a trained one "
+                                                           f"always runs in training mode); set models.{name}.frozen="
+                                                           f"True or drop train_mode")
         if m.get("frozen") and not m.get("init"):
             raise ConfigError(f"models.{name}.init",
                               f"models.{name} is frozen but has no init: give a checkpoint (export dir, converted "
@@ -59,36 +100,26 @@ def check_config(config):
         weight = entry.get("weight", 1.0) if hasattr(entry, "get") else 1.0  # (not a dict: _check_losses says so)
         if not _is_number(weight):
             raise ConfigError(f"losses.{name}.weight", f"must be a finite number (e.g. 1.0), got {weight!r}")
-    t = config.train
-    _positive(t.batch_size, "train.batch_size", integer=True)
-    _positive(t.epochs, "train.epochs")
-    _positive(t.log_every_steps, "train.log_every_steps", integer=True)
-    _positive(t.checkpoint_every_steps, "train.checkpoint_every_steps", integer=True)
-    _positive(t.eval_batch_size, "train.eval_batch_size", integer=True)
-    _positive(t.get("keep_checkpoints", 3), "train.keep_checkpoints", integer=True)
-    if t.nonfinite not in ("stop", "skip"):
-        raise ConfigError("train.nonfinite", f"must be 'stop' or 'skip', got {t.nonfinite!r}")
-    if any(m.get("init") == TRAIN_FIRST for m in config.models.values()):
-        _positive(config.pretrain.batch_size, "pretrain.batch_size", integer=True)
-        _positive(config.pretrain.epochs, "pretrain.epochs")
-        _positive(config.pretrain.optim.lr, "pretrain.optim.lr")
-    _positive(config.optim.lr, "optim.lr")
+    mean, std = config.data.get("mean") or (), config.data.get("std") or ()
+    if bool(mean) != bool(std):
+        raise ConfigError("data.std" if mean else "data.mean", "set both data.mean and data.std, or neither (then "
+                                                               "both are computed from the training images)")
+    if len(mean) != len(std):
+        raise ConfigError("data.std", "data.mean and data.std must have one value per channel")
+    from kdjax.data.sources import check_data_config
+
+    check_data_config(config.data)  # each data source's own fields
+    check_teacher_cache(config)
+    _check_losses(config)
+
+
+def _check_optimizers(config):
+    """Rules between optimizer fields (DOT: optim.delta set, momentum ± delta >= 0, no Nesterov/clipping)."""
     from kdjax.steps import check_optimizer
 
     check_optimizer(config.optim, "optim")
-    if config.get("precision", "float32") not in ("float32", "bfloat16"):
-        raise ConfigError("precision", f"must be 'float32' or 'bfloat16', got {config.precision!r}")
-    prefetch = config.data.get("device_prefetch", 2)
-    if not (isinstance(prefetch, numbers.Integral) and not isinstance(prefetch, bool) and prefetch >= 0):
-        raise ConfigError("data.device_prefetch", f"must be an integer >= 0 (0: no read-ahead), got {prefetch!r}")
-    if len(config.data.mean) != len(config.data.std):
-        raise ConfigError("data.std", "data.mean and data.std must have one value per channel")
-    for field in ("data_dir", "tfds_data_dir", "root"):
-        path = config.data.get(field)
-        if path and not os.path.isdir(os.path.expanduser(path)):
-            raise DataError(f"config.data.{field}: {path!r} does not exist or is not a directory; fix the path "
-                            f"(or unset it to use the default data)")
-    _check_losses(config)
+    if config.get("pretrain") and config.pretrain.get("optim"):
+        check_optimizer(config.pretrain.optim, "pretrain.optim")
 
 
 def loss_field(config, field: str) -> str:
@@ -227,62 +258,74 @@ def check_model_outputs(config, model, losses, sample, num_classes: int):
         raise _renamed(config, e) from None
 
 
-# ---- workdir ---------------------------------------------------------------------------------------------------
+# ---- teacher cache ---------------------------------------------------------------------------------------------
 
-def _identity(config) -> dict:
-    d = json.loads(config.to_json())
-    out = {k: d.get(k) for k in _IDENTITY_FIELDS}
-    out["data"] = {k: d["data"].get(k) for k in _IDENTITY_DATA}
-    out["train"] = {k: d["train"].get(k) for k in _IDENTITY_TRAIN}
-    return out
+def check_teacher_cache(config) -> Optional[str]:
+    """The name of the model whose logits `config.teacher_cache` supplies in this config, or None.
 
-
-def _flat(d, prefix=""):
-    if isinstance(d, dict):
-        out = {}
-        for k, v in d.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: d}
-
-
-def _has_progress(workdir: str) -> bool:
-    """Whether the workdir holds anything a run produced (checkpoints, exports, pretrained models)."""
-    for sub in ("checkpoints", "export", "pretrain"):
-        path = os.path.join(workdir, sub)
-        if os.path.isdir(path) and os.listdir(path):
-            return True
-    return False
-
-
-def check_workdir(config, workdir: str):
-    """Record the run's config in the workdir; refuse a workdir that holds a run of another config.
-
-    A workdir whose earlier attempt never got to train (config.json only: it failed on bad input) is reused.
+    None also for the phase that trains that model itself (init='train' pre-training). Raises a ConfigError
+    naming the field when the cache cannot stand in for the live teacher.
     """
-    path = os.path.join(workdir, "config.json")
-    mine = _identity(config)
-    if os.path.isfile(path):
-        try:
-            with open(path) as f:
-                theirs = json.load(f)
-        except (OSError, ValueError):
-            theirs = None
-        if theirs != mine and (theirs is None or _has_progress(workdir)):
-            a, b = _flat(theirs or {}), _flat(mine)
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            shown = "; ".join(f"{k}: {a.get(k, '(unset)')!r} there, {b.get(k, '(unset)')!r} now" for k in diff[:4])
-            more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
-            raise ConfigError(diff[0] if diff else "workdir",
-                              f"--workdir={workdir} holds a run of a different config ({shown}{more}). Use a new "
-                              f"--workdir, or pass --restart to move that run aside and start fresh.")
-        if theirs == mine:
-            return
-    import jax
+    directory = config.get("teacher_cache")
+    if not directory:
+        return None
+    from kdjax.data.teacher_cache import data_identity, read_manifest
 
-    if jax.process_index() != 0:  # one writer on a shared workdir
-        return
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(mine, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    manifest = read_manifest(directory)
+    name = manifest["model"]
+    if name not in config.models:
+        raise ConfigError("teacher_cache", f"{directory} holds logits of model {name!r}, which is not one of the "
+                                           f"models ({', '.join(config.models)})")
+    m = config.models[name]
+    if not m.get("frozen"):
+        if len(config.models) == 1 and config.export_model == name:
+            return None  # pre-training the teacher itself: it must run
+        raise ConfigError(f"models.{name}.frozen", f"teacher_cache holds logits of {name}, so {name} must be a "
+                                                   f"frozen model; a trained model's outputs change every step")
+    if m.get("train_mode"):
+        raise ConfigError(f"models.{name}.train_mode", f"{name} runs in training mode (batch statistics), so its "
+                                                       f"logits depend on the batch and cannot be cached; drop one")
+    if m.arch != manifest["arch"]:
+        raise ConfigError(f"models.{name}.arch", f"{m.arch!r}, but the cache in {directory} was computed by "
+                                                 f"{manifest['arch']!r}")
+    from kdjax.data.augment import canonical_augment
+
+    data = config.data
+    if canonical_augment(str(data.get("augment", "none"))) != "none":
+        raise ConfigError("data.augment", f"{data.augment!r}: a teacher cache holds one view of each image, so "
+                                          f"teacher_cache needs data.augment='none' (or drop teacher_cache)")
+    for field in ("mixup_alpha", "cutmix_alpha"):
+        if float(data.get(field, 0.0) or 0.0) > 0:
+            raise ConfigError(f"data.{field}", "mixes images, so cached teacher logits would not match; set it to 0 "
+                                               "or drop teacher_cache")
+    for field in ("unlabeled_list", "unlabeled_split"):
+        if data.get(field):
+            raise ConfigError(f"data.{field}", "SSLD unlabeled images are not in the teacher cache; drop one of "
+                                               "them")
+    _check_cache_losses(config, name)
+    wanted = data_identity(data)
+    if manifest.get("data") != wanted:
+        diff = sorted(k for k in wanted if wanted[k] != (manifest.get("data") or {}).get(k))
+        raise ConfigError(f"data.{diff[0]}" if diff else "teacher_cache",
+                          f"the cache in {directory} was computed on other data (differs in: {', '.join(diff)}); "
+                          f"rebuild it with python -m kdjax.tools.cache_teacher")
+    if config.get("precision", "float32") != manifest.get("precision", "float32"):
+        raise ConfigError("precision", f"{config.precision!r}, but the cache was computed in "
+                                       f"{manifest.get('precision')!r}; rebuild it or match the precision")
+    return name
+
+
+def _check_cache_losses(config, name: str):
+    from kdjax.losses.entries import input_keys, parse_entries
+
+    names = list(config.losses)
+    for lname, entry in zip(names, parse_entries(list(config.losses.values()))):
+        for unit in entry.units:
+            for side, model in enumerate(unit):
+                if model != name:
+                    continue
+                keys = [k for k in input_keys(entry, side) if k != "logits"]
+                if keys:
+                    raise ConfigError(f"losses.{lname}.{entry.key_fields[side]}",
+                                      f"reads {name}'s {keys[0]!r}, but a teacher cache holds logits only; drop "
+                                      f"teacher_cache to run the teacher live")

@@ -8,10 +8,6 @@ Sub-models and losses are named entries (`config.models.Student.arch`, `config.l
 import ml_collections
 from ml_collections import config_dict
 
-FASHION_MNIST_MEAN = (0.2860,)
-FASHION_MNIST_STD = (0.3530,)
-
-
 def model_entry(arch: str, *, frozen: bool = False, init: str = "", capture=(), train_mode: bool = False, **kwargs):
     """One sub-model: PaddleClas' models[i] + freeze_params_list[i] + pretrained + return_patterns.
 
@@ -48,9 +44,10 @@ def base_config():
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.data = dict(
-        name="fashion_mnist",     # TFDS name (source=tfds), or a label for list/IDX data
-        source="auto",            # auto | tfds | list | idx; auto: prepared TFDS dir, else list files if root is
-                                  # set, else IDX files (Debian's /usr/share/datasets/fashion-mnist, then data_dir)
+        name="",                  # TFDS name (source=tfds), or a label for list/IDX data; "": fashion_mnist for the
+                                  # default data, the folder's name for data_dir/root, the one dataset in tfds_data_dir
+        source="auto",            # auto | tfds | list | idx; auto: the data you name (tfds_data_dir, root or
+                                  # data_dir: set one); with none set, Debian's Fashion-MNIST (/usr/share/datasets)
         tfds_data_dir=config_dict.placeholder(str),
         data_dir=config_dict.placeholder(str),   # a folder of IDX files
         train_split="train",      # TFDS / IDX split names
@@ -65,9 +62,11 @@ def base_config():
         num_classes=0,            # 0: from the dataset (list files need it, or label_names_file)
         train_limit=0,            # > 0: use only the first N training examples (smoke tests)
         test_limit=0,
-        mean=FASHION_MNIST_MEAN,
-        std=FASHION_MNIST_STD,
-        augment="flip",           # none | flip | crop_flip | cifar | imagenet
+        mean=(),                  # per-channel normalisation of [0, 1] pixels; () with std=(): computed from the
+        std=(),                   # training images once (logged, recorded in the run and the export)
+        channels=0,               # 0: the data's own (grayscale stays 1 channel); 1 or 3: convert every image
+        augment="auto",           # auto | none | crop | flip | crop_flip | cifar | imagenet; auto: flip on the
+                                  # default Fashion-MNIST, crop (no flip: labels stay valid) on data you name
         image_size=0,             # 0: the images' own size; variable-size images (JPEG lists) need one, e.g. 224
         eval_crop_ratio=0.875,    # eval resize: shorter side to image_size / ratio, then centre crop
         crop_scale=(0.08, 1.0),   # augment=imagenet: random-resized crop area range
@@ -76,6 +75,8 @@ def base_config():
         skip_bad_images=False,    # True: replace undecodable/missing images by the next good one, and count them
         num_threads=2,
         num_workers=0,            # grain worker processes (0: threads only)
+        decode_once_mb=1024,      # PNG/JPEG splits whose decoded images fit this many MB are decoded once into
+                                  # memory (0: decode on every read, in a thread pool)
         prefetch=4,
         device_prefetch=2,        # batches a thread keeps transferred to the devices ahead of the step (0: none)
     )
@@ -96,12 +97,13 @@ def base_config():
         grad_accum_steps=1,      # > 1: split each batch into this many micro-batches, one update (batch > memory)
     )
     c.optim = dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
-                   warmup_epochs=0.0, milestones=(), decay_rate=0.1, grad_clip_norm=0.0)
+                   warmup_epochs=0.0, milestones=(), decay_rate=0.1, grad_clip_norm=0.0,
+                   delta=0.0)  # name="dot" only (kdjax/dot.py): task momentum − delta, distillation + delta
     # Used for any sub-model whose init is "train": it is trained alone with ground-truth CE first.
     c.pretrain = dict(epochs=4.0, batch_size=128,
                       optim=dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
                                  schedule="cosine", warmup_epochs=0.0, milestones=(), decay_rate=0.1,
-                                 grad_clip_norm=0.0))
+                                 grad_clip_norm=0.0, delta=0.0))
     # Devices: data × fsdp = all devices (data=-1: the rest). fsdp > 1 shards params, optimizer state and frozen
     # models (arrays of at least fsdp_min_size elements) over that axis; batches split over data and fsdp jointly.
     c.mesh = dict(data=-1, fsdp=1, fsdp_min_size=2 ** 14)

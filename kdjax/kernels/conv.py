@@ -9,8 +9,8 @@
   p ≡ r (mod s) of dX receive only the taps i ≡ r + pad (mod s), so each phase is a small dense stride-1
   convolution of dY with those taps (1, 2 or 4 taps of a 3×3 kernel at stride 2), and the s² phases are
   interleaved back. Exactly the needed multiply-adds; one extra memory-bound interleave.
-* Weight gradient: XLA's own (measured faster here than forming it as per-tap patches × dY products, which is
-  kept as `weight_grad_patches` for reference; see benchmarks/README.md).
+* Weight gradient: XLA's own (measured faster here than forming it as per-tap patches × dY products; see
+  benchmarks/README.md).
 
 Values and gradients match lax.conv_general_dilated to float32 rounding (tests/test_perf_numerics.py).
 """
@@ -31,10 +31,6 @@ ENABLED = os.environ.get("KDJAX_FAST_CONV", "1") != "0"
 def _xla_conv(x, w, strides, padding, groups):
     return lax.conv_general_dilated(x, w, window_strides=strides, padding=padding,
                                     dimension_numbers=DIMENSION_NUMBERS, feature_group_count=groups)
-
-
-def _out_size(n: int, k: int, s: int, lo: int, hi: int) -> int:
-    return (n + lo + hi - k) // s + 1
 
 
 def input_grad_phases(dy, w, x_shape, strides, padding):
@@ -74,27 +70,6 @@ def input_grad_phases(dy, w, x_shape, strides, padding):
     full = jnp.stack(rows, axis=2)                                # (N, mh, s_h, mw, s_w, C)
     full = full.reshape(n, mh * strides[0], mw * strides[1], c)
     return full[:, :h, :wd, :]
-
-
-def weight_grad_patches(x, dy, w_shape, strides, padding, groups: int = 1):
-    """dL/dW as one (C_in/G × C_out/G) product per kernel tap (reference formulation; slower here than XLA's)."""
-    kh, kw, cin_g, cout = w_shape
-    n, ho, wo, _ = dy.shape
-    sh, sw = strides
-    (plo_h, phi_h), (plo_w, phi_w) = padding
-    xp = jnp.pad(x, ((0, 0), (max(plo_h, 0), max(phi_h, 0)), (max(plo_w, 0), max(phi_w, 0)), (0, 0)))
-    xp = xp[:, max(-plo_h, 0):xp.shape[1] - max(-phi_h, 0), max(-plo_w, 0):xp.shape[2] - max(-phi_w, 0), :]
-    cout_g = cout // groups
-    dyg = dy.reshape(n, ho, wo, groups, cout_g)
-    taps = []
-    for i in range(kh):
-        for j in range(kw):
-            patch = lax.slice(xp, (0, i, j, 0), (n, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, xp.shape[3]),
-                              (1, sh, sw, 1))
-            tap = jnp.einsum("nhwgc,nhwgk->cgk", patch.reshape(n, ho, wo, groups, cin_g), dyg,
-                             preferred_element_type=jnp.float32).reshape(cin_g, cout)
-            taps.append(tap)
-    return jnp.stack(taps).reshape(kh, kw, cin_g, cout)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))

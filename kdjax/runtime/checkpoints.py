@@ -8,11 +8,16 @@ What must hold (README "When things go wrong"):
 - Restoring walks back from the newest step: a checkpoint that fails to restore (half-written, truncated) is
   reported, moved aside to `<phase>/checkpoints.unreadable/` (never deleted), and an older good one is used.
   When no checkpoint restores at all, nothing is moved and the run stops with a CheckpointError.
+- A save that fails (disk full, read-only, permission: Orbax and TensorStore raise many exception types for these)
+  is one OSError/CheckpointError naming the step and the OS reason; its temporary directory is removed, and the
+  committed checkpoints stay as they are.
 - Old checkpoints are pruned by kdjax, not by Orbax's `max_to_keep`: only after a newer step is committed on disk
   (Orbax would delete the old steps even when the newer save failed), so at least one complete checkpoint exists
   at every moment, and up to `keep + 1` while a save is in flight.
 """
 
+import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -25,10 +30,15 @@ import jax
 import orbax.checkpoint as ocp
 
 from kdjax.errors import CheckpointError
+from kdjax.runtime import preemption
+from kdjax.runtime.oserrors import one_line, os_error_from, quiet_orbax_tracebacks
 
 log = logging.getLogger("kdjax")
 
 UNREADABLE_DIR = "checkpoints.unreadable"
+quiet_orbax_tracebacks()  # a failed write is reported once, in one line (PhaseCheckpoints._writing)
+# OS errors that say nothing about the files' contents: a restore failing with these is not a damaged checkpoint
+_NOT_DAMAGE = (errno.EACCES, errno.EPERM, errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 
 
 class PhaseCheckpoints:
@@ -37,7 +47,10 @@ class PhaseCheckpoints:
         self.directory = os.path.abspath(directory)
         self.keep = max(1, int(keep))
         self.read_only = read_only
+        self._failed = False  # a failed save was reported: closing must not report it again
+        self._pending: Optional[int] = None  # the step of the save in flight
         if read_only:
+            logging.getLogger("absl").addFilter(_READ_ONLY_NOTICES)
             options = ocp.CheckpointManagerOptions(read_only=True, create=False)
         else:
             options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True, enable_async_checkpointing=True,
@@ -52,16 +65,68 @@ class PhaseCheckpoints:
         return steps[-1] if steps else None
 
     def save(self, step: int, state, data_iterator=None, meta: Optional[dict] = None, force: bool = False):
-        self.manager.wait_until_finished()  # the previous save is committed (or failed) before pruning
-        self._prune()
-        if step in self.manager.all_steps():
+        with self._writing(step):
+            self.manager.wait_until_finished()  # the previous save is committed (or failed) before pruning
+            self._settled()
+            self._prune()
+            if step in self.manager.all_steps():
+                return
+            items = {"state": ocp.args.StandardSave(state)}
+            if data_iterator is not None:
+                items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+            if meta is not None:
+                items["meta"] = ocp.args.JsonSave(meta)
+            self._pending = step
+            preemption.begin_write()  # a SIGTERM outside the loop waits until this save is complete
+            self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+    def _settled(self):
+        """The save in flight is complete (or failed): a SIGTERM that waited for it may now end the process."""
+        if self._pending is not None:
+            self._pending = None
+            preemption.end_write()
+
+    @contextlib.contextmanager
+    def _writing(self, step: Optional[int]):
+        """Turn a failed save (raised here or, for an async one, by the next wait) into one OSError naming the
+        step and the OS reason (CheckpointError when no OS reason is given); remove its temporary directory."""
+        try:
+            yield
+        except Exception as e:
+            failed = self._pending if self._pending is not None else step
+            self._failed = True
+            self._remove_temporaries(failed)
+            if self._pending is not None:
+                self._pending = None
+                preemption.end_write()
+            if isinstance(e, CheckpointError):
+                raise
+            found = os_error_from(e)
+            committed = self._committed()
+            kept = f"; the newest complete checkpoint is step {committed[-1]}" if committed else ""
+            if found is not None:  # (train.run adds what is saved)
+                raise OSError(found.errno, f"{os.strerror(found.errno)} while writing checkpoint step {failed}",
+                              self.directory) from None
+            raise CheckpointError(f"cannot write checkpoint step {failed} in {self.directory} ({type(e).__name__}: "
+                                  f"{one_line(e)}){kept}") from None
+
+    def _committed(self):
+        try:
+            return sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
+        except OSError:
+            return []
+
+    def _remove_temporaries(self, step: Optional[int]):
+        """The temporary directories of a failed save (they would only take space; a restart skips them)."""
+        if self.read_only or jax.process_index() != 0:
             return
-        items = {"state": ocp.args.StandardSave(state)}
-        if data_iterator is not None:
-            items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-        if meta is not None:
-            items["meta"] = ocp.args.JsonSave(meta)
-        self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for name in names:
+            if ".orbax-checkpoint-tmp" in name and (step is None or name.split(".", 1)[0] == str(step)):
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
     def _prune(self):
         """Delete all but the newest `keep` committed steps (read from disk: a failed save is not counted)."""
@@ -90,6 +155,10 @@ class PhaseCheckpoints:
                     restored = self.manager.restore(step, args=ocp.args.Composite(**items))
             except Exception as e:  # damaged files surface as many exception types
                 _drop_closed_loop_noise()
+                found = os_error_from(e)
+                if found is not None and found.errno in _NOT_DAMAGE:  # the files may be fine: say why, move nothing
+                    raise OSError(found.errno, f"{os.strerror(found.errno)} while reading checkpoint step {step}",
+                                  found.filename or os.path.join(self.directory, str(step))) from None
                 reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
                 print(f"kdjax: warning: checkpoint step {step} in {self.directory} cannot be restored ({reason}); "
                       f"trying the previous one", file=sys.stderr, flush=True)
@@ -122,15 +191,43 @@ class PhaseCheckpoints:
         self.manager.reload()
 
     def wait(self):
-        self.manager.wait_until_finished()
-        self._prune()
+        with self._writing(None):
+            self.manager.wait_until_finished()
+            self._settled()
+            self._prune()
 
     def close(self):
-        self.manager.wait_until_finished()
+        """Wait for the last save and close; a save failure already reported is not reported again."""
         try:
-            self._prune()
+            if self._failed:
+                try:
+                    self.manager.wait_until_finished()
+                except Exception:
+                    pass
+            else:
+                with self._writing(None):
+                    self.manager.wait_until_finished()
+                    self._prune()
         finally:
-            self.manager.close()
+            self._settled()
+            try:
+                self.manager.close()
+            except Exception:
+                if not self._failed:
+                    raise
+
+
+class _DropReadOnlyNotices(logging.Filter):
+    """Orbax warns, as if something were wrong, whenever a manager is opened read-only ("Given directory is read
+    only", "setting save_interval_steps=0"); evaluation opens it so on purpose, so users never see those two."""
+
+    NOTICES = ("Given directory is read only", "read_only=True, setting save_interval_steps")
+
+    def filter(self, record):
+        return not any(n in str(record.getMessage()) for n in self.NOTICES)
+
+
+_READ_ONLY_NOTICES = _DropReadOnlyNotices()
 
 
 class _quiet_unraisable:
@@ -163,8 +260,3 @@ def _drop_closed_loop_noise():
 
     hook._kdjax_filter = True
     sys.unraisablehook = hook
-
-
-def abstract_like(tree, sharding):
-    """ShapeDtypeStructs with `sharding`, the restore target Orbax needs."""
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)

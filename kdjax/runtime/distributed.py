@@ -128,8 +128,8 @@ def initialize(coordinator_address: Optional[str] = None, num_processes: Optiona
     return True
 
 
-def sync(name: str):
-    """A barrier across all processes (a no-op on one)."""
+def barrier(name: str):
+    """Wait for every process (a no-op on one), e.g. so that process 0's workdir changes are seen by all."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 

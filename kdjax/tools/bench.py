@@ -1,6 +1,6 @@
 """Times kdjax's real train step: `python -m kdjax.tools.bench --config=configs/dkd.py:cifar100 --batch=64 --steps=20`.
 
-The step is built exactly as training builds it (`Phase.build_train_step`: same DistillationModel, losses,
+The step is built exactly as training builds it (`Trainer.build_train_step`: same DistillationModel, losses,
 optimizer, shardings, jit signature and donation, compiled on the first call) and run on one synthetic batch that
 is already on the device. A model whose `init` is not an existing path (no teacher checkpoint, or init="train")
 gets a random init: timing does not need trained weights. No data is read.
@@ -51,8 +51,10 @@ def peak_rss_mb() -> float:
 def image_shape_for(config, override=None):
     if override:
         return tuple(int(v) for v in override)
-    if config.data.name in _KNOWN_SHAPES:
-        return _KNOWN_SHAPES[config.data.name]
+    name = config.data.name or ("" if any(config.data.get(f) for f in ("data_dir", "root", "tfds_data_dir"))
+                                else "fashion_mnist")  # data.name "": the default data when nothing is named
+    if name in _KNOWN_SHAPES:
+        return _KNOWN_SHAPES[name]
     size = int(config.data.get("image_size") or 224)
     return (size, size, 3)
 
@@ -65,11 +67,15 @@ class StepBench:
         import numpy as np
 
         from kdjax.data.sources import DatasetInfo
-        from kdjax.trainer import Phase
+        from kdjax.trainer import Trainer
+
+        from kdjax.config.check import check
 
         with config.unlocked():
             if batch:
                 config.train.batch_size = int(batch)
+        check(config, splits=(), inits=False)  # before dropping inits: a frozen model must name one (or 'train')
+        with config.unlocked():
             for m in config.models.values():
                 if m.init and not os.path.exists(m.init):
                     m.init = ""  # no checkpoint needed to time a step
@@ -79,7 +85,7 @@ class StepBench:
         classes = int(num_classes or config.data.get("num_classes") or 10)
         info = DatasetInfo(classes, None, shape, "synthetic")
         with tempfile.TemporaryDirectory() as tmp:
-            phase = Phase(config, tmp, None, None, info, "bench")
+            phase = Trainer(config, tmp, None, None, info, "bench")
             self.train_step, self.state, self.frozen = phase.build_train_step(steps_per_epoch=1000,
                                                                               total_steps=1000 * 240)
         rng_np = np.random.default_rng(0)

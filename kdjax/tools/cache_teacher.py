@@ -65,8 +65,9 @@ def build_cache(config, output: str, *, model: str = None, top_k: int = 0, workd
     from kdjax.data.badimages import SubstituteBadImages
     from kdjax.data.options import resizes_records
     from kdjax.data.transforms import EvalRecordTransform
-    from kdjax.data.sources import open_source
+    from kdjax.config.check import check
     from kdjax.models.distillation import build_submodels, normalize
+    from kdjax.data.preprocess import run_normalization
     from kdjax.errors import ConfigError
     from kdjax.weights.init import check_variables_match, load_init
     from kdjax.runtime.mesh import make_parallel
@@ -90,10 +91,10 @@ def build_cache(config, output: str, *, model: str = None, top_k: int = 0, workd
     if top_k < 0:
         raise ConfigError("", f"--top_k: must be >= 0, got {top_k}")
 
-    source, info = open_source(config.data, "train")
-    num_classes = int(config.data.get("num_classes") or info.num_classes)
+    checked = check(config, splits=("train",))
+    source, info, num_classes = checked.train, checked.info, checked.num_classes
     sub = build_submodels({name: m}, num_classes)[name]
-    mean, std = tuple(config.data.mean), tuple(config.data.std)
+    mean, std = run_normalization(config.data, info)  # as training normalises (data/preprocess.py)
     dtype = jnp.bfloat16 if config.get("precision", "float32") == "bfloat16" else jnp.float32
     sample = normalize(jnp.zeros((2,) + tuple(info.image_shape), jnp.uint8), mean, std)
     abstract = jax.eval_shape(lambda x: sub.module.init({"params": jax.random.PRNGKey(0)}, x, train=False), sample)

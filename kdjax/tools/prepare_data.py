@@ -32,16 +32,18 @@ _THREADS = cli_flags.DEFINE_integer("threads", 8, "Threads reading and checking 
 _OVERWRITE = cli_flags.DEFINE_bool("overwrite", False, "Replace an existing dataset of the same name and version.")
 
 
-def _list_records(source, *, check: bool, skip_bad: bool, threads: int, skipped: list):
-    """(bytes, label) of every listed image in order, read (and checked) in a thread pool."""
-    from kdjax.data.decode import BadImage, decode_image
+def _list_records(source, *, check: bool, skip_bad: bool, threads: int, skipped: list, seen: list):
+    """(bytes, label) of every listed image in order, read (and checked) in a thread pool; `seen` collects each
+    written image's (format, width, height, channels) so the dataset's metadata says what it holds."""
+    from kdjax.data.decode import BadImage, decode_image, image_header
 
     def load(i):
         try:
             data = source.encoded(i)
+            header = image_header(data, source.origin(i))
             if check:
                 decode_image(data, source.origin(i))
-            return data, int(source.labels[i])
+            return data, int(source.labels[i]), header
         except BadImage as e:
             if not skip_bad:
                 raise
@@ -52,14 +54,27 @@ def _list_records(source, *, check: bool, skip_bad: bool, threads: int, skipped:
         for chunk in range(0, len(source), 1024):
             for item in pool.map(load, range(chunk, min(chunk + 1024, len(source)))):
                 if item is not None:
-                    yield item
+                    seen.append(item[2])
+                    yield item[:2]
+
+
+def image_metadata(seen) -> tuple:
+    """(shape [H, W, C] with None for a size that varies, TFDS encoding format or None when mixed) of the images
+    written: C is 1 when every image is grayscale, else 3 (the decoder converts the others)."""
+    formats = {fmt for fmt, _, _, _ in seen}
+    sizes = {(h, w) for _, w, h, _ in seen}
+    channels = 1 if seen and all(c == 1 for *_, c in seen) else 3
+    height, width = next(iter(sizes)) if len(sizes) == 1 else (None, None)
+    encoding = {"PNG": "png", "JPEG": "jpeg"}.get(next(iter(formats))) if len(formats) == 1 else None
+    return (height, width, channels), encoding
 
 
 def prepare_lists(out_dir: str, name: str, root: str, *, train_list: str, test_list: str = "",
                   unlabeled_list: str = "", num_classes: int = 0, label_names_file: str = "",
                   check_images: bool = True, skip_bad_images: bool = False, examples_per_shard: int = 10_000,
                   threads: int = 8, overwrite: bool = False) -> dict:
-    """Write list-file splits as TFDS `name`; returns {split: records written, "skipped": [messages]}."""
+    """Write list-file splits as TFDS `name`; returns {split: records written, "skipped": [messages], "shape":
+    [H, W, C] (None where the size varies), "short_side": median shorter side}."""
     from kdjax.data.arrayrecord import SplitRecords, TfdsWriter
     from kdjax.data.listfile import ListFileSource, read_label_names, resolve
     from kdjax.errors import ConfigError
@@ -72,29 +87,37 @@ def prepare_lists(out_dir: str, name: str, root: str, *, train_list: str, test_l
     sources = [(split, ListFileSource(root, path, num_classes=num_classes, labeled=labeled))
                for split, path, labeled in splits if path]
     writer = TfdsWriter(out_dir, name, num_classes=num_classes, label_names=names, image_shape=(None, None, 3),
-                        encoding="jpeg", description=f"kdjax.tools.prepare_data from list files under {root}",
+                        encoding=None, description=f"kdjax.tools.prepare_data from list files under {root}",
                         examples_per_shard=examples_per_shard, overwrite=overwrite)
-    result, skipped = {}, []
+    result, skipped, seen = {}, [], []
     for split, source in sources:
         records = _list_records(source, check=check_images, skip_bad=skip_bad_images, threads=threads,
-                                skipped=skipped)
+                                skipped=skipped, seen=seen)
         result[split] = writer.write_split(SplitRecords(split, records, len(source)))
-    writer.finish()
+    shape, encoding = image_metadata(seen)
+    writer.finish(image_shape=shape, encoding=encoding)
     result["skipped"] = skipped
     result["directory"] = writer.directory
+    result["shape"] = list(shape)
+    result["short_side"] = int(sorted(min(w, h) for _, w, h, _ in seen)[len(seen) // 2]) if seen else 0
     return result
 
 
-def prepare_idx(out_dir: str, name: str, idx_dir: str, *, examples_per_shard: int = 10_000,
+def prepare_idx(out_dir: str, name: str, idx_dir: str, *, label_names_file: str = "", examples_per_shard: int = 10_000,
                 overwrite: bool = False) -> dict:
-    """Write the train and test IDX splits as TFDS `name` (PNG-encoded, lossless)."""
+    """Write the train and test IDX splits as TFDS `name` (PNG-encoded, lossless). Label names: from
+    `label_names_file`, else Fashion-MNIST's only when `idx_dir` is Debian's Fashion-MNIST."""
     from kdjax.data.arrayrecord import SplitRecords, TfdsWriter, encode_png
-    from kdjax.data.idx import IdxSource
-    from kdjax.data.sources import FASHION_MNIST_LABELS
+    from kdjax.data.idx import FASHION_MNIST_LABELS, IdxSource, is_default_fashion_mnist
+    from kdjax.data.listfile import read_label_names
 
     sources = [(split, IdxSource(idx_dir, split)) for split in ("train", "test")]
     num_classes = int(max(int(s.labels.max()) for _, s in sources)) + 1
-    names = FASHION_MNIST_LABELS if name == "fashion_mnist" and num_classes == 10 else None
+    if label_names_file:
+        names = read_label_names(label_names_file, 0)
+        num_classes = max(num_classes, len(names))
+    else:
+        names = FASHION_MNIST_LABELS if is_default_fashion_mnist(idx_dir) and num_classes == 10 else None
     writer = TfdsWriter(out_dir, name, num_classes=num_classes, label_names=names,
                         image_shape=sources[0][1].image_shape, encoding="png",
                         description=f"kdjax.tools.prepare_data from IDX files in {idx_dir}",
@@ -105,7 +128,21 @@ def prepare_idx(out_dir: str, name: str, idx_dir: str, *, examples_per_shard: in
         result[split] = writer.write_split(SplitRecords(split, records, len(source)))
     writer.finish()
     result["directory"] = writer.directory
+    result["shape"] = list(sources[0][1].image_shape)
     return result
+
+
+def read_hint(name: str, out_dir: str, result: dict) -> str:
+    """How to train on what was written: the image size flag only when the images' size varies."""
+    hint = f"read it with --config.data.source=tfds --config.data.name={name} --config.data.tfds_data_dir={out_dir}"
+    h, w, c = result["shape"]
+    if h is None:
+        size = result.get("short_side") or 224
+        hint += (f" --config.data.image_size={size}  (the images' sizes vary; {size} is their median shorter side: "
+                 f"choose the training size)")
+    else:
+        hint += f"  ({h}×{w}×{c} images)"
+    return hint
 
 
 def main(argv):
@@ -119,8 +156,8 @@ def main(argv):
         raise KdjaxError("--out_dir and --name are required")
     out_dir = os.path.expanduser(_OUT_DIR.value)
     if _IDX_DIR.value:
-        result = prepare_idx(out_dir, _NAME.value, _IDX_DIR.value, examples_per_shard=_SHARD.value,
-                             overwrite=_OVERWRITE.value)
+        result = prepare_idx(out_dir, _NAME.value, _IDX_DIR.value, label_names_file=_LABEL_NAMES.value or "",
+                             examples_per_shard=_SHARD.value, overwrite=_OVERWRITE.value)
     elif _ROOT.value:
         result = prepare_lists(out_dir, _NAME.value, _ROOT.value, train_list=_TRAIN_LIST.value,
                                test_list=_TEST_LIST.value, unlabeled_list=_UNLABELED_LIST.value or "",
@@ -133,10 +170,9 @@ def main(argv):
     for message in result.pop("skipped", []):
         print(f"skipped: {message}", file=sys.stderr)
     directory = result.pop("directory")
-    counts = ", ".join(f"{k} {v}" for k, v in result.items())
+    counts = ", ".join(f"{k} {result[k]}" for k in ("train", "test", "unlabeled") if k in result)
     print(f"wrote {directory}: {counts}")
-    print(f"read it with --config.data.source=tfds --config.data.name={_NAME.value} "
-          f"--config.data.tfds_data_dir={out_dir}" + (" --config.data.image_size=224" if _ROOT.value else ""))
+    print(read_hint(_NAME.value, out_dir, result))
 
 
 FLAG_NAMES = ('out_dir', 'name', 'root', 'train_list', 'test_list', 'unlabeled_list', 'num_classes', 'label_names_file', 'idx_dir', 'skip_bad_images', 'check_images', 'examples_per_shard', 'threads', 'overwrite')

@@ -89,7 +89,18 @@ def method_config(sweep, method: str, seed: int, teacher_export):
             c.models[name] = entry
         c.losses = copy.deepcopy(mc.losses)
         c.export_model = mc.export_model
+        _method_optimizer(c, mc)
     return c
+
+
+def _method_optimizer(c, mc):
+    """A method that is an optimizer choice (DOT: optim.name='dot') keeps its optimizer and the fields that choice
+    sets (delta, momentum, nesterov); learning rate, schedule, weight decay and budget stay the sweep's."""
+    name = mc.get("optim", {}).get("name", c.optim.name)
+    if name != c.optim.name:
+        for field in ("name", "delta", "momentum", "nesterov"):
+            if field in mc.optim:
+                c.optim[field] = mc.optim[field]
 
 
 def _read(path):
@@ -110,17 +121,30 @@ def teachers_needed(sweep, method: str):
 
 
 def run_sweep(sweep, workdir: str) -> dict:
+    from kdjax.config.check import check
+
+    # every method's config is checked before the first run, not hours later when its turn comes
+    placeholder = {name: "/trained/by/the/sweep" for name in ("",) + tuple(_extra_teachers(sweep))}
+    for method in sweep.methods:
+        check(method_config(sweep, method, seeds_of(sweep, method)[0], placeholder), splits=(), inits=False)
+    workdir = os.path.abspath(workdir)
+    from kdjax.runtime.lock import WorkdirLock
+
+    with WorkdirLock(workdir):  # one sweep per workdir (each of its runs also locks its own folder)
+        return _sweep_locked(sweep, workdir)
+
+
+def _sweep_locked(sweep, workdir: str) -> dict:
     from kdjax import train
 
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
     names = sorted({""}.union(*(teachers_needed(sweep, m) for m in sweep.methods)))
     for name in names:
         directory = teacher_dir(workdir, name)
         if not os.path.isfile(os.path.join(directory, "summary.json")):
             print(f"sweep: training the {'teacher' if not name else 'extra teacher ' + name} "
                   f"({teacher_entry(sweep, name).arch}, {sweep.teacher_epochs} epochs)", flush=True)
-            train.run(teacher_config(sweep, name), directory)
+            if train.run(teacher_config(sweep, name), directory).get("preempted"):
+                return _stopped()
     teacher_export = {name: os.path.join(teacher_dir(workdir, name), "export") for name in names}
     runs = [(m, s) for m in sweep.methods for s in seeds_of(sweep, m)]
     started = time.time()
@@ -134,11 +158,21 @@ def run_sweep(sweep, workdir: str) -> dict:
                 not os.path.isfile(os.path.join(workdir, "runs", m, f"seed{s}", "summary.json")) for m, s in runs)
             print(f"sweep: about {eta / 60:.0f} min left", flush=True)
         print(f"sweep: run {i + 1}/{len(runs)}: {method}, seed {seed}", flush=True)
-        train.run(method_config(sweep, method, seed, teacher_export), run_dir)
+        if train.run(method_config(sweep, method, seed, teacher_export), run_dir).get("preempted"):
+            return _stopped()
         done_now += 1
     results = collect(sweep, workdir)
-    write_report(sweep, results, workdir)
+    from kdjax.runtime.preemption import writing
+
+    with writing():  # a SIGTERM waits until the report is complete
+        write_report(sweep, results, workdir)
     return results
+
+
+def _stopped() -> dict:
+    """A run stopped early (SIGTERM, train.stop_after_steps): the sweep stops too, every run resumable."""
+    print("sweep: stopped early; run the same command again to continue where it stopped", flush=True)
+    return {"preempted": True}
 
 
 def seeds_of(sweep, method: str):
@@ -166,6 +200,8 @@ def collect(sweep, workdir: str) -> dict:
             curves.append([(r["step"], r["Student/top1"]) for r in evals])
         cfg = method_config(sweep, method, seeds_of(sweep, method)[0], "")
         losses = "; ".join(_describe(e) for e in cfg.losses.values())
+        if cfg.optim.name != sweep.base.optim.name:  # an optimizer method (DOT)
+            losses += f"; optim {cfg.optim.name}(delta={cfg.optim.get('delta')})"
         out["methods"][method] = {"top1": accs, "seconds": secs, "curves": curves, "losses": losses,
                                   "seeds": list(seeds_of(sweep, method))}
     return out
@@ -176,13 +212,19 @@ def _describe(entry) -> str:
     return f"{entry.weight:g}×{entry.type}" + (f"({params})" if params else "")
 
 
+def _data_name(data) -> str:
+    """data.name, or (unset) the named folder's name, or the default data's."""
+    named = next((data.get(f) for f in ("data_dir", "root", "tfds_data_dir") if data.get(f)), "")
+    return data.get("name") or (os.path.basename(os.path.normpath(named)) if named else "fashion_mnist")
+
+
 def write_report(sweep, results: dict, workdir: str):
     base = np.asarray(results["methods"]["baseline"]["top1"]) if "baseline" in results["methods"] else None
     lines = ["# Distillation benchmark", "",
              f"Teacher `{sweep.teacher.arch}`: top-1 {100 * results['teacher']['top1']:.2f}%. "
              f"Student `{sweep.student.arch}` under each method, {len(sweep.seeds)} seeds "
              f"({', '.join(map(str, sweep.seeds))}), {sweep.base.train.epochs:g} epochs, batch "
-             f"{sweep.base.train.batch_size}, data `{sweep.base.data.name}`."
+             f"{sweep.base.train.batch_size}, data `{_data_name(sweep.base.data)}`."
              + "".join(f" Extra teacher {name} (`{t['arch']}`, frozen model {name} of the methods that name it): "
                        f"top-1 {100 * t['top1']:.2f}%." for name, t in results.get("extra_teachers", {}).items()),
              "",
@@ -252,10 +294,14 @@ def main(argv):
 
     from kdjax.errors import KdjaxError
 
+    from kdjax.runtime import preemption
+
     absl_logging.set_verbosity(absl_logging.WARNING)
+    preemption.listen_for_sigterm()  # SIGTERM: a run checkpoints and the sweep stops (exit 0), or it exits at once
     if not _WORKDIR.value:
         raise KdjaxError("--workdir is required")
-    run_sweep(_CONFIG.value, _WORKDIR.value)
+    if run_sweep(_CONFIG.value, _WORKDIR.value).get("preempted"):
+        return
     print(f"sweep: wrote {os.path.join(os.path.abspath(_WORKDIR.value), 'results.md')} and results.png")
 
 

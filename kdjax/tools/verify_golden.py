@@ -195,6 +195,20 @@ def _plan_afd(case, hp):
     return Plan(fn, jit=True)
 
 
+def _plan_deit(case, hp):
+    """facebookresearch/deit DistillationLoss: outputs = (student_cls_logits, student_dist_logits); the files also hold
+    the reference run at alpha = 0 (`base_term`) and alpha = 1 (`distillation_term`)."""
+    from kdjax.losses import deit
+
+    kind, alpha, tau = hp["distillation_type"], float(hp["alpha"]), float(hp.get("tau", 1.0))
+
+    def value(x, a):
+        return deit.deit_loss(x["student_cls_logits"], x["student_dist_logits"], x["teacher_logits"], x["labels"],
+                              kind, a, tau)
+    return Plan(lambda x: {"loss": value(x, alpha)},
+                extras=lambda x: {"base_term": value(x, 0.0), "distillation_term": value(x, 1.0)})
+
+
 # --- mdistiller distillers and PaddleClas CombinedLoss -------------------------------------------------
 
 def _hp_ending(hp: dict, suffix: str, default: float) -> float:
@@ -288,7 +302,8 @@ def _plan_for(case: dict) -> Plan:
     plans = {"CELoss": _plan_ce, "DMLLoss": _plan_dml, "KLDivLoss": _plan_kd, "DKDLoss": _plan_dkd,
              "DISTLoss": _plan_dist, "WSLLoss": _plan_wsl, "DistanceLoss": _plan_distance,
              "RKdAngle": _plan_rkd_angle, "RkdDistance": _plan_rkd_distance, "MGDLoss": _plan_mgd,
-             "AFDLoss": _plan_afd}
+             "AFDLoss": _plan_afd,
+             "DeiT": _plan_deit}
     from kdjax.tools.golden_feature_plans import PLANS as feature_plans  # mdistiller feature losses, ICKD
 
     plans.update(feature_plans)

@@ -3,6 +3,7 @@
 import os
 
 from kdjax.errors import CheckpointError, ConfigError
+from kdjax.models.user_module import same_arch
 from kdjax.weights.export_dir import is_export_dir, load_export, load_spec
 
 PRETRAINED_SUFFIXES = (".pdparams", ".pth", ".pt")
@@ -27,7 +28,7 @@ def check_init_path(name: str, m, num_classes: int = 0):
         spec = load_spec(path)
     except CheckpointError as e:
         raise ConfigError(field, str(e)) from None
-    if spec.get("arch") != m.arch:
+    if not same_arch(spec, m.arch):
         raise ConfigError(field, f"{path!r} holds a {spec.get('arch')!r} model but models.{name}.arch is "
                                  f"{m.arch!r}; point init at a {m.arch} checkpoint or change the arch")
     kwargs = dict(m.get("kwargs") or {})
@@ -68,7 +69,7 @@ def load_init(name: str, sub, cache_dir: str):
     else:
         raise ConfigError(field, f"{path!r} is neither a kdjax export directory (no spec.json) nor a "
                                  f".pdparams/.pth file")
-    if spec.get("arch") != sub.arch:
+    if not same_arch(spec, sub.arch):
         raise ConfigError(field, f"{path!r} holds a {spec.get('arch')!r} model but models.{name}.arch is "
                                  f"{sub.arch!r}; point init at a {sub.arch} checkpoint or change the arch")
     return variables

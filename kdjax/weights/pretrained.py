@@ -17,6 +17,10 @@ Mapping, from source names to our Flax trees (`kdjax.models.layers` keeps Flax's
     `num_batches_tracked` and Paddle's `StructuredToParameterName@@` are skipped.
 Every model leaf must be filled and every checkpoint tensor used, with equal shapes; otherwise a
 CheckpointError lists the first mismatches of each kind.
+
+timm ViT / DeiT state dicts (source "timm", or any .pth whose keys are a timm VisionTransformer's) first get their
+structure read from the checkpoint (kdjax/weights/timm.py), then map by the same rules; their top-level tensors
+(`cls_token`, `dist_token`, `pos_embed`) keep their names.
 """
 
 import os
@@ -30,7 +34,7 @@ import numpy as np
 
 from kdjax.errors import CheckpointError
 
-SOURCES = ("paddle", "torchvision")
+SOURCES = ("paddle", "torchvision", "timm")  # timm: PyTorch .pth of a timm ViT/DeiT (weights/timm.py)
 TORCHVISION_ARCHS = {f"resnet{d}": f"tv_resnet{d}" for d in (18, 34, 50, 101, 152)}
 _SKIP_KEYS = ("StructuredToParameterName@@",)
 _SKIP_SUFFIXES = ("num_batches_tracked",)
@@ -184,7 +188,7 @@ def read_state_dict(path: str, source: Optional[str] = None) -> Dict[str, np.nda
     if source not in SOURCES:
         raise CheckpointError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     try:
-        return read_pdparams(path) if source == "paddle" else read_pth(path)
+        return read_pdparams(path) if source == "paddle" else read_pth(path)  # torchvision and timm: .pth
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, KeyError, ValueError) as e:
         kind = "PaddleClas .pdparams" if source == "paddle" else "PyTorch .pth"
         raise CheckpointError(f"cannot read {path} as a {kind} file: {e}") from None
@@ -241,6 +245,8 @@ def _module_path(dotted: str) -> Tuple[str, ...]:
 def _target(name: str, expected: Dict[Tuple[str, ...], tuple]) -> Optional[Tuple[str, ...]]:
     """The Flax variable path a checkpoint entry fills, or None."""
     module, _, leaf = name.rpartition(".")
+    if not module and ("params", leaf) in expected:  # a top-level tensor (timm's cls_token, pos_embed)
+        return ("params", leaf)
     path = _module_path(module)
     if leaf == "weight":
         for collection, flax_leaf in (("params", "kernel"), ("params", "scale")):
@@ -331,8 +337,11 @@ def infer_num_classes(state: Dict[str, np.ndarray]) -> Optional[int]:
 
 
 def abstract_variables(model, image_size: int = 64):
-    """Variable shapes of `model`, traced without compute (parameter shapes do not depend on image size)."""
-    x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), np.float32)
+    """Variable shapes of `model`, traced without compute. A CNN's parameter shapes do not depend on the image
+    size; a model that declares its input (`img_size`, `in_chans`: ViT's position embeddings) is traced at it."""
+    size = getattr(model, "img_size", image_size)
+    h, w = (size, size) if isinstance(size, int) else size
+    x = jax.ShapeDtypeStruct((1, h, w, int(getattr(model, "in_chans", 3))), np.float32)
     return jax.eval_shape(lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)},
                                              np.zeros(x.shape, x.dtype), train=False))
 
@@ -344,6 +353,10 @@ def import_pretrained(path: str, arch: str, source: Optional[str] = None, **kwar
 
     state = read_state_dict(path, source)
     source = source or detect_source(path)
+    from kdjax.weights import timm
+
+    if source == "timm" or (source == "torchvision" and timm.is_timm_vit(state)):
+        return timm.import_timm(state, arch, dict(kwargs), origin=path)
     arch = resolve_arch(arch, source)
     if arch not in list_models():
         raise CheckpointError(f"unknown arch {arch!r} for {path}; known archs: {', '.join(list_models())}")

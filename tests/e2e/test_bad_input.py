@@ -226,12 +226,13 @@ def test_restart_with_bad_input_moves_nothing(finished):
 
 
 def test_workdir_whose_first_attempt_failed_is_reused(finished, tmp_path):
-    from kdjax.config.check import check_workdir
+    from kdjax.config.identity import identity
+    from kdjax.runtime.workdir import check_workdir
 
     other = finished.config()
     other.optim.lr = 0.05
-    check_workdir(other, str(tmp_path))  # an attempt that then failed before training: config.json only
-    check_workdir(finished.config(), str(tmp_path))  # the fixed config is accepted: nothing was trained there
+    check_workdir(str(tmp_path), identity(other))  # an attempt that then failed before training: config.json only
+    check_workdir(str(tmp_path), identity(finished.config()))  # the fixed config is accepted: nothing was trained there
     assert os.listdir(tmp_path) == ["config.json"]
 
 

@@ -50,25 +50,27 @@ def test_metrics_and_tensorboard_written(trained):
 
 
 def test_export_reproduces_training_time_student(trained):
-    from kdjax.data.sources import open_source
+    from kdjax.config.check import check
     from kdjax.models.distillation import normalize
     from kdjax.weights.export_dir import export_logits_fn
-    from kdjax.trainer import Phase
+    from kdjax.trainer import Trainer
 
     cfg, wd, _ = trained
     with cfg.unlocked():
         cfg.models.Teacher.init = str(wd / "pretrain" / "Teacher" / "export")
-    test_src, info = open_source(cfg.data, "test")
-    phase = Phase(cfg, str(wd), test_src, test_src, info, "check")
+    checked = check(cfg)  # the training split's statistics: the normalisation the run computed
+    test_src, info = checked.test, checked.info
+    phase = Trainer(cfg, str(wd), test_src, test_src, info, "check")
     state, _, step = phase.restore_latest()
     images = np.stack([test_src[i]["image"] for i in range(16)])
-    x = normalize(images, cfg.data.mean, cfg.data.std)
+    x = normalize(images, phase.mean, phase.std)
     student = phase.submodels["Student"].module
     expected = student.apply({"params": state.params["Student"], "batch_stats": state.batch_stats["Student"]}, x,
                              train=False)
     logits_fn, spec = export_logits_fn(str(wd / "export"))
     np.testing.assert_allclose(np.asarray(logits_fn(x)), np.asarray(expected), rtol=1e-5, atol=1e-5)
     assert spec["arch"] == "convnet_student" and spec["label_names"][9] == "Ankle boot"
+    assert tuple(spec["mean"]) == phase.mean and tuple(spec["std"]) == phase.std
 
 
 def test_infer_cli_prints_top5_per_image(trained, tmp_path):

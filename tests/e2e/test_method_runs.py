@@ -44,7 +44,7 @@ def test_every_new_loss_trains_in_one_run_and_crd_memory_is_checkpointed(multi_t
     """configs/crd.py plus the loss entries of every other new config, with mixup soft labels on."""
     from kdjax import train
     from kdjax.data.sources import open_source
-    from kdjax.trainer import Phase
+    from kdjax.trainer import Trainer
 
     teacher = os.path.join(multi_teacher_run[0], "pretrain", "Teacher1", "export")
     cfg = tiny(load_config("configs/crd.py"), train_limit=256, test_limit=250, epochs=1.0)
@@ -69,7 +69,7 @@ def test_every_new_loss_trains_in_one_run_and_crd_memory_is_checkpointed(multi_t
     # the memory bank is part of the checkpointed train state
     train_src, info = open_source(cfg.data, "train")
     test_src, _ = open_source(cfg.data, "test")
-    phase = Phase(cfg, str(tmp_path), train_src, test_src, info, "check")
+    phase = Trainer(cfg, str(tmp_path), train_src, test_src, info, "check")
     state, _, step = phase.restore_latest()
     bank = state.loss_state["crd_Student_Teacher"]
     assert step == 4 and bank["memory_s"].shape == (256, 128)

@@ -28,14 +28,14 @@ import jax
 from kdjax import trainer as phase_lib, train
 import test_scale
 seen = {{}}
-build = phase_lib.Phase.build_train_step
+build = phase_lib.Trainer.build_train_step
 def recording(self, *a, **k):
     step, state, frozen = out = build(self, *a, **k)
     count = lambda t: sum(not x.sharding.is_fully_replicated for x in jax.tree.leaves(t))
     seen.update(params_sharded=count(state.params), opt_sharded=count(state.opt_state), frozen_sharded=count(frozen),
                 leaves=len(jax.tree.leaves(state.params)))
     return out
-phase_lib.Phase.build_train_step = recording
+phase_lib.Trainer.build_train_step = recording
 result = train.run(test_scale.config({teacher!r}, **json.loads({overrides!r})), {workdir!r})
 print(json.dumps(dict(seen, devices=jax.device_count(), result=result)))
 """
@@ -194,11 +194,11 @@ def _restore(runs, name, **overrides):
         import jax
 
         from kdjax.data.sources import open_source
-        from kdjax.trainer import Phase
+        from kdjax.trainer import Trainer
 
         cfg = config(runs["teacher"], **overrides)
         src, info = open_source(cfg.data, "test")
-        state, _, step = Phase(cfg, str(runs[name][0]), src, src, info, "check").restore_latest()
+        state, _, step = Trainer(cfg, str(runs[name][0]), src, src, info, "check").restore_latest()
         assert step == STEPS
         _RESTORED[name] = jax.tree.map(np.asarray, jax.device_get({"params": state.params,
                                                                    "batch_stats": state.batch_stats,
@@ -468,14 +468,14 @@ def test_cache_teacher_cli_writes_top_k_logits(runs):
     ({"models.Teacher.frozen": False}, "models.Teacher.frozen"),
 ])
 def test_teacher_cache_is_refused_where_it_cannot_stand_in_for_the_teacher(runs, change, field):
-    from kdjax.data import teacher_cache
+    from kdjax.config.check import check_teacher_cache
     from kdjax.errors import ConfigError
 
     cfg = config(runs["teacher"], teacher_cache=runs["cache_dir"], **change)
     with pytest.raises(ConfigError) as e:
-        teacher_cache.check(cfg)
+        check_teacher_cache(cfg)
     assert e.value.field == field, str(e.value)
-    assert teacher_cache.check(config(runs["teacher"], teacher_cache=runs["cache_dir"])) == "Teacher"
+    assert check_teacher_cache(config(runs["teacher"], teacher_cache=runs["cache_dir"])) == "Teacher"
 
 
 def test_top_k_cache_rebuilds_logits_with_the_right_top_k_and_mass():

@@ -242,7 +242,7 @@ def _all_checkpoints_finite(workdir):
 
 def test_nonfinite_loss_stops_naming_step_entries_and_last_good_checkpoint(setup, tmp_path):
     from kdjax import train
-    from kdjax.trainer import NonFiniteLoss
+    from kdjax.runtime.loop import NonFiniteLoss
 
     wd = tmp_path / "run"
     with pytest.raises(NonFiniteLoss) as info:
@@ -259,7 +259,7 @@ def test_nonfinite_loss_stops_naming_step_entries_and_last_good_checkpoint(setup
 
 def test_nonfinite_skip_drops_steps_up_to_max_skipped(setup, tmp_path):
     from kdjax import train
-    from kdjax.trainer import NonFiniteLoss
+    from kdjax.runtime.loop import NonFiniteLoss
 
     wd = tmp_path / "skip"
     train.run(_nonfinite_config(setup, nonfinite="skip", max_skipped=10), str(wd))  # finishes, skipping
@@ -282,11 +282,11 @@ def test_health_counters_are_logged():
     import ml_collections
 
     from kdjax.data.badimages import BadImageCount
-    from kdjax.trainer import Phase
+    from kdjax.trainer import Trainer
 
     counter = BadImageCount()
     counter.add(3)
     phase = types.SimpleNamespace(config=ml_collections.ConfigDict({"data": {"skip_bad_images": True}}))
     state = types.SimpleNamespace(nonfinite_steps=jnp.asarray(2))
-    logged = Phase._with_counters(phase, {"loss": 1.0}, state, types.SimpleNamespace(bad_images=counter))
+    logged = Trainer._with_counters(phase, {"loss": 1.0}, state, types.SimpleNamespace(bad_images=counter))
     assert logged == {"loss": 1.0, "nonfinite_steps": 2, "data/bad_images": 3}

@@ -151,7 +151,8 @@ def test_prepared_lists_read_back_through_tfds(lists, tfds_dir):
 
     raw = tfds.data_source("kdtoy", split="test", data_dir=str(tfds_dir), download=False)
     assert len(raw) == N_VAL and int(raw[0]["label"]) == N_TRAIN % CLASSES
-    cfg = list_config(lists, source="tfds", tfds_data_dir=str(tfds_dir), name="kdtoy", num_classes=0)
+    cfg = list_config(lists, source="tfds", tfds_data_dir=str(tfds_dir), name="kdtoy", num_classes=0,
+                      label_names_file=None)  # the names prepare_data stored
     test, info = open_source(cfg, "test")
     listed, _ = open_source(list_config(lists), "test")
     assert info.num_classes == CLASSES and info.label_names == [f"class_{k}" for k in range(CLASSES)]
@@ -159,10 +160,15 @@ def test_prepared_lists_read_back_through_tfds(lists, tfds_dir):
     for i in range(N_VAL):  # the same bytes, so the same pixels
         np.testing.assert_array_equal(test[i]["image"], listed[i]["image"])
         assert int(test[i]["label"]) == int(listed[i]["label"])
-    auto, _ = open_source(list_config(lists, source="auto", tfds_data_dir=str(tfds_dir), name="kdtoy"), "train")
-    assert "TFDS kdtoy:train" in auto.description
+    # auto reads the one location the config names; naming two of them is ambiguous
+    only_tfds = list_config(lists, source="auto", tfds_data_dir=str(tfds_dir), name="", label_names_file=None)
+    only_tfds.root = None
+    auto, _ = open_source(only_tfds, "train")
+    assert "TFDS kdtoy:train" in auto.description  # name "": the one dataset in tfds_data_dir
+    with pytest.raises(ConfigError, match="data.source: is 'auto' but the config names data for several sources"):
+        open_source(list_config(lists, source="auto", tfds_data_dir=str(tfds_dir), name="kdtoy"), "train")
     ssld, _ = open_source(list_config(lists, source="tfds", tfds_data_dir=str(tfds_dir), name="kdtoy",
-                                      unlabeled_split="unlabeled", augment="flip"), "train")
+                                      label_names_file=None, unlabeled_split="unlabeled", augment="flip"), "train")
     batch = take(train_pipeline(ssld, global_batch=16, epochs=1, seed=0), 1)[0]
     assert batch["image"].shape == (16, 16, 16, 3) and 0 < batch["label_mask"].sum() < 16
 
@@ -182,12 +188,17 @@ def test_idx_to_tfds_roundtrip(tmp_path):
     for s in images:
         _write_idx(idx_dir / f"{s}-images-idx3-ubyte.gz", images[s])
         _write_idx(idx_dir / f"{s}-labels-idx1-ubyte.gz", labels[s])
+    (tmp_path / "names.txt").write_text("".join(f"digit {k}\n" for k in range(10)))
+    # named fashion_mnist, but not Debian's Fashion-MNIST: no Fashion-MNIST label names are made up for it
     result = prepare_idx(str(tmp_path / "out"), "fashion_mnist", str(idx_dir))
     assert (result["train"], result["test"]) == (24, 8)
     cfg = ml_collections.ConfigDict(base_config().data)
     cfg.update(dict(source="tfds", tfds_data_dir=str(tmp_path / "out")))
     train, info = open_source(cfg, "train")
-    assert info.image_shape == (28, 28, 1) and info.label_names[0] == "T-shirt/top" and len(train) == 24
+    assert info.image_shape == (28, 28, 1) and info.label_names is None and len(train) == 24
+    prepare_idx(str(tmp_path / "out2"), "toy", str(idx_dir), label_names_file=str(tmp_path / "names.txt"))
+    cfg.update(dict(tfds_data_dir=str(tmp_path / "out2")))
+    assert open_source(cfg, "test")[1].label_names[3] == "digit 3"
     for i in (0, 23):
         np.testing.assert_array_equal(train[i]["image"][..., 0], images["train"][i])
         assert int(train[i]["label"]) == labels["train"][i]
@@ -250,8 +261,15 @@ def test_bad_images_fail_naming_file_and_line_unless_skipped(broken, bad_line, r
     lines = list(broken.good[:16])
     lines[4] = bad_line
     root = broken(lines)
-    src, _ = open_source(list_config(root), "train")
     path = bad_line.split()[0]
+    if "missing" in path:  # a missing file is found when the list is opened (before training), naming the line;
+        with pytest.raises(DataError, match=rf"train_list.txt line 5: .*{path} does not exist"):
+            open_source(list_config(root), "train")
+        (root / path).write_bytes(b"")  # one that vanishes after that is found when read (read per batch: a split
+        src, _ = open_source(list_config(root, decode_once_mb=0), "train")  # decoded once at open reads it then)
+        (root / path).unlink()
+    else:
+        src, _ = open_source(list_config(root), "train")
     with pytest.raises(BadImage, match=rf"{path} \(.*train_list.txt line 5\): {reason}"):
         src[4]
     with pytest.raises(DataError, match=rf"{path} .*line 5"):  # also through the threaded pipeline

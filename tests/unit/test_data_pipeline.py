@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from kdjax.config.defaults import base_config
-from kdjax.data import sources as sources_lib
+from kdjax.data import idx as idx_lib
 from kdjax.data.augment import make_batch_augment
 from kdjax.data.idx import read_idx
 from kdjax.data.mixing import MixBatch
@@ -87,15 +87,26 @@ def test_fashion_mnist_idx_shapes_and_labels():
 
 @needs_fashion
 def test_fashion_mnist_lookup_and_missing(tmp_path, monkeypatch):
+    """The data you name wins: a named folder is read or refused, never replaced by Debian's Fashion-MNIST, which
+    is the default only when nothing is named."""
     empty = tmp_path / "empty"
     empty.mkdir()
-    # an explicit data_dir without the files falls back to Debian's copy
-    src, info = open_source(data_config(source="idx", data_dir=str(empty), test_limit=10), "test")
+    # an explicit data_dir without the files is an error naming the field (it used to fall back to Debian's copy)
+    for source in ("idx", "auto"):
+        with pytest.raises(ConfigError, match=r"config\.data\.data_dir: .*empty.* lacks the IDX files"):
+            open_source(data_config(source=source, data_dir=str(empty), test_limit=10), "test")
+    # nothing named: Debian's copy, with Fashion-MNIST's name and labels
+    src, info = open_source(data_config(test_limit=10), "test")
     assert len(src) == 10 and FASHION in info.description
-    # auto with an empty TFDS dir and no Debian copy: the error says how to get the data
-    monkeypatch.setattr(sources_lib, "DEBIAN_FASHION_MNIST", str(tmp_path / "nowhere"))
-    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+    assert info.identity["default_data"] and info.identity["name"] == "fashion_mnist"
+    # naming two locations with source=auto is ambiguous
+    with pytest.raises(ConfigError, match=r"config\.data\.source: is 'auto' but the config names data for several"):
         open_source(data_config(tfds_data_dir=str(empty), data_dir=str(empty)), "train")
+    # nothing named and no Debian copy: the error says how to get the data
+    monkeypatch.setattr(idx_lib, "DEBIAN_FASHION_MNIST", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(empty))
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        open_source(data_config(), "train")
 
 
 def test_idx_corrupt_file_is_named(tmp_path):
@@ -163,6 +174,7 @@ def test_resume_through_grain_checkpoint_and_orbax(tmp_path):
     assert_same(take(fresh, 4), expected)
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_batches_and_resume():
     from absl import flags
 

@@ -134,7 +134,7 @@ def test_reached_follows_a_real_model_and_loss_config():
 
 
 @pytest.mark.parametrize("change,field", [({"delta": None}, "optim.delta"), ({"nesterov": True}, "optim.nesterov"),
-                                          ({"delta": 0.95}, "optim.delta"), ({"grad_clip_norm": 1.0},
+                                          ({"delta": 0.95}, "optim.delta"), ({"delta": 0.0}, "optim.delta"), ({"grad_clip_norm": 1.0},
                                                                              "optim.grad_clip_norm")])
 def test_dot_settings_the_reference_lacks_are_refused(change, field):
     optim = ml_collections.ConfigDict(dict(name="dot", lr=0.1, momentum=0.9, nesterov=False, delta=0.075,
@@ -153,3 +153,11 @@ def test_build_optimizer_gives_dot_with_the_two_momenta():
     assert isinstance(tx, DotOptimizer)
     assert (tx.m_task, tx.m_kd, tx.weight_decay) == pytest.approx((0.825, 0.975, 5e-4))
     assert float(schedule(50)) == pytest.approx(0.1)
+
+
+def test_delta_without_dot_is_refused():
+    """optim.delta only means something to DOT: set with SGD it would be silently ignored."""
+    optim = ml_collections.ConfigDict(dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, delta=0.075))
+    with pytest.raises(ConfigError) as e:
+        check_optimizer(optim)
+    assert e.value.field == "optim.delta" and "dot" in str(e.value)

@@ -71,6 +71,7 @@ def test_custom_vjp_conv_matches_lax(case):
     np.testing.assert_allclose(g2[1], g0[1], rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(g0[1]))))
 
 
+@pytest.mark.slow
 def test_zoo_conv_matches_lax():
     from kdjax.models.layers import conv
 

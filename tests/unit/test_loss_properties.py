@@ -246,6 +246,7 @@ def test_adaptive_pool_uneven_bins():
         close(feature_ops.adaptive_avg_pool(to_nhwc(x), k), to_nhwc(np_pool_nchw(np.float64(x), k)))
 
 
+@pytest.mark.slow
 def test_mgd_matches_numpy_with_injected_params_and_mask():
     s, t = RNG.randn(2, 4, 4, 3).astype(np.float32), RNG.randn(2, 4, 4, 5).astype(np.float32)
     u = RNG.rand(2, 1, 1, 5).astype(np.float32)
@@ -268,6 +269,7 @@ def test_mgd_matches_numpy_with_injected_params_and_mask():
     assert not np.any(np.asarray(mgd.mgd_mask(u, 0.0)) == 0) and not np.any(np.asarray(mgd.mgd_mask(u, 1.0)))
 
 
+@pytest.mark.slow
 def test_afd_attention_and_heads_match_numpy():
     b, q = 4, 6
     s_feats = [RNG.randn(b, 4, 4, 3).astype(np.float32), RNG.randn(b, 2, 2, 5).astype(np.float32)]
@@ -456,6 +458,7 @@ def test_dkd_warmup_epoch_rng_and_label_requirements():
                             out["Teacher"]["logits"].argmax(1), 1.0, 1.0, 1.0), rtol=2e-5)
 
 
+@pytest.mark.slow
 def test_learnable_losses_init_and_train():
     out = _outputs()
     loss = L.build_losses([

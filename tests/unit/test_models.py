@@ -113,7 +113,8 @@ def _he_variables(abstract, seed=0):
     return jax.tree_util.tree_map_with_path(fill, abstract)
 
 
-@pytest.mark.parametrize("arch,size,mode", [("resnet8x4", 32, "grad"), ("PPLCNet_x0_25", 64, "train"),
+@pytest.mark.parametrize("arch,size,mode", [pytest.param("resnet8x4", 32, "grad", marks=pytest.mark.slow),
+                                            pytest.param("PPLCNet_x0_25", 64, "train", marks=pytest.mark.slow),
                                             ("ShuffleV1", 32, "eval"), ("vgg8", 32, "eval")])
 def test_forward_runs(arch, size, mode):
     """Real compute on tiny inputs: eval is deterministic; train mode updates BN stats (and a gradient is finite)."""

@@ -6,7 +6,10 @@ import ml_collections
 import numpy as np
 import pytest
 
+from conftest import load_config
+from kdjax.config.check import check_config
 from kdjax.config.defaults import model_entry
+from kdjax.errors import ConfigError
 from kdjax.models import get_model
 from kdjax.models.distillation import DistillationModel, build_submodels
 from kdjax.models.features import COLLECTION, collect
@@ -79,3 +82,12 @@ def test_frozen_train_mode_uses_batch_statistics_and_keeps_them():
     out_infer, _ = run(batch_model, False)  # evaluation runs every model in inference mode
     np.testing.assert_array_equal(out_infer["Teacher"]["blocks_preact[2]"], out_eval["Teacher"]["blocks_preact[2]"])
     assert "train_mode" not in model_entry("convnet_teacher")  # only where set: other configs keep their identity
+
+
+def test_train_mode_on_a_trained_model_is_refused():
+    """A trained model always runs in training mode; train_mode there would be silently meaningless."""
+    config = load_config("configs/ofd.py")
+    config.models.Student.train_mode = True
+    with pytest.raises(ConfigError) as e:
+        check_config(config)
+    assert e.value.field == "models.Student.train_mode" and "frozen" in str(e.value)
