@@ -1,7 +1,7 @@
 """KD + DOT (distillation-oriented trainer, Zhao et al., ICCV 2023): KD trained with separate momenta for the task
 and the distillation gradients.
 
-DOT (optim.name='dot', kdjax/dot.py) keeps two momentum buffers: the task loss's gradient (gt_ce) gets momentum
+DOT (optim.name='dot', kdjax/optim/dot.py) keeps two momentum buffers: the task loss's gradient (gt_ce) gets momentum
 μ − δ, the distillation loss's (kd) μ + δ, so the optimizer follows the distillation direction more steadily.
 mdistiller's DOT recipes (configs/cifar100/dot/*.yaml) are all KD:
   KD distiller: CE_WEIGHT 0.1, KD_WEIGHT 0.9, T = 4          → losses.gt_ce 0.1, losses.kd 0.9 (T=4)

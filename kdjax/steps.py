@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from kdjax.dot import DotOptimizer, check_dot, reached
+from kdjax.optim import check_optimizer
+from kdjax.optim.dot import DotOptimizer, reached
 from kdjax.errors import ConfigError
 from kdjax.models.distillation import DistillationModel, normalize
 
@@ -49,22 +50,10 @@ def lr_schedule(optim, steps_per_epoch: int, total_steps: int):
     return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), main], [warmup])
 
 
-def check_optimizer(optim, field: str = "optim") -> None:
-    """ConfigError for an optimizer config build_optimizer would refuse (checked before any training)."""
-    name = optim.get("name", "sgd")
-    if name not in ("sgd", "adamw", "dot"):
-        raise ConfigError(f"{field}.name", f"unknown optimizer {name!r}; use 'sgd', 'adamw' or 'dot'")
-    if name == "dot":
-        check_dot(optim, field)
-    elif float(optim.get("delta", 0.0) or 0.0) != 0:
-        raise ConfigError(f"{field}.delta", f"is DOT's momentum split and {name!r} has none: set {field}.name='dot' "
-                                            f"or {field}.delta=0")
-
-
 def build_optimizer(optim, steps_per_epoch: int, total_steps: int):
     """Returns (optax transformation, schedule). Weight decay is PyTorch/Paddle-style L2 added to the gradient.
 
-    name='dot' returns a `kdjax.dot.DotOptimizer` instead (separate task / distillation momenta, its own weight
+    name='dot' returns a `kdjax.optim.dot.DotOptimizer` instead (separate task / distillation momenta, its own weight
     decay); make_train_step then computes the two gradients apart."""
     schedule = lr_schedule(optim, steps_per_epoch, total_steps)
     name = optim.get("name", "sgd")
@@ -161,7 +150,7 @@ def make_train_step(model: DistillationModel, losses, tx, schedule, *, mean, std
     cached: names of frozen models whose logits come with the batch (`cached_key(name)`) instead of being computed.
     """
     accum = int(grad_accum_steps or 1)
-    dot = isinstance(tx, DotOptimizer)  # task and distillation gradients apart (kdjax/dot.py)
+    dot = isinstance(tx, DotOptimizer)  # task and distillation gradients apart (kdjax/optim/dot.py)
     task_names = frozenset(losses.task_term_names) if dot else frozenset()
 
     def forward(params, batch_stats, frozen, batch, r_model, r_loss, epoch, loss_state=None):

@@ -115,7 +115,7 @@ def check_config(config):
 
 def _check_optimizers(config):
     """Rules between optimizer fields (DOT: optim.delta set, momentum ± delta >= 0, no Nesterov/clipping)."""
-    from kdjax.steps import check_optimizer
+    from kdjax.optim import check_optimizer
 
     check_optimizer(config.optim, "optim")
     if config.get("pretrain") and config.pretrain.get("optim"):

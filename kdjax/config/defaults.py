@@ -98,7 +98,7 @@ def base_config():
     )
     c.optim = dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
                    warmup_epochs=0.0, milestones=(), decay_rate=0.1, grad_clip_norm=0.0,
-                   delta=0.0)  # name="dot" only (kdjax/dot.py): task momentum − delta, distillation + delta
+                   delta=0.0)  # name="dot" only (kdjax/optim/dot.py): task momentum − delta, distillation + delta
     # Used for any sub-model whose init is "train": it is trained alone with ground-truth CE first.
     c.pretrain = dict(epochs=4.0, batch_size=128,
                       optim=dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,

@@ -113,7 +113,7 @@ POSITIVE = number(lo=0, lo_open=True)
 NON_NEGATIVE = number(lo=0)
 
 _OPTIM = {
-    "name": one_of("sgd", "adamw", "dot"),  # dot: kdjax/dot.py (its own rules: kdjax.steps.check_optimizer)
+    "name": one_of("sgd", "adamw", "dot"),  # dot: kdjax/optim/dot.py (its own rules: kdjax.optim.check_optimizer)
     "delta": NON_NEGATIVE,  # DOT's momentum split (task μ − δ, distillation μ + δ)
     "lr": POSITIVE, "momentum": number(0, 1, hi_open=True), "nesterov": boolean, "weight_decay": NON_NEGATIVE,
     "schedule": one_of("cosine", "step", "constant"), "warmup_epochs": NON_NEGATIVE, "milestones": milestones,

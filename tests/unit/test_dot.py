@@ -8,9 +8,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from kdjax.dot import DotOptimizer, reached
+from kdjax.optim.dot import DotOptimizer, reached
 from kdjax.errors import ConfigError
-from kdjax.steps import build_optimizer, check_optimizer
+from kdjax.optim import check_optimizer
+from kdjax.steps import build_optimizer
 
 
 def numpy_dot(params, task_grad_fn, kd_grad_fn, steps, lrs, momentum, delta, wd):
