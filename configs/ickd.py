@@ -9,7 +9,8 @@ row-normalised channel Gram matrices (inter-channel correlations) of the two. Th
                                                         vs the teacher's 3×3×128)
 
   python -m kdjax.main --config=configs/ickd.py --workdir=runs/ickd
-      offline default (Fashion-MNIST, teacher trained first): RESULT
+      offline default (Fashion-MNIST, teacher trained first); measured beside every other method by the sweep
+      (configs/sweep_fashion_mnist.py, docs/results/)
   --config=configs/ickd.py:cifar100      ICKD: resnet32x4 → resnet8x4, stages[2], CE 1.0 + 2.5 · ICKD
   --config=configs/ickd.py:cifar100_kl   the authors' "ICKD+KL" line (-a 1 -b 2.5): plus KD 1.0, T=4
 """

@@ -10,7 +10,8 @@ mdistiller's DOT recipes (configs/cifar100/dot/*.yaml) are all KD:
 The offline default keeps the offline KD loss weights (configs/kd.py: CE 1.0, KD 0.9) and the default schedule.
 
   python -m kdjax.main --config=configs/kd_dot.py --workdir=runs/kd_dot
-      offline default (Fashion-MNIST, teacher trained first): RESULT
+      offline default (Fashion-MNIST, teacher trained first); measured beside every other method by the sweep
+      (configs/sweep_fashion_mnist.py, docs/results/)
   --config=configs/kd_dot.py:cifar100   mdistiller KD+DOT, resnet32x4 → resnet8x4: CE 0.1 + KD 0.9 (T=4), lr 0.05,
                                         momentum 0.9 ± 0.075, weight decay 5e-4, 240 epochs
 """

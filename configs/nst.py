@@ -7,7 +7,8 @@ channel's H·W map, L2-normalised) with the squared MMD of a degree-2 polynomial
                                                                    (14×14, 7×7, 3×3; channel counts may differ)
 
   python -m kdjax.main --config=configs/nst.py --workdir=runs/nst
-      offline default (Fashion-MNIST, teacher trained first): RESULT
+      offline default (Fashion-MNIST, teacher trained first); measured beside every other method by the sweep
+      (configs/sweep_fashion_mnist.py, docs/results/)
   --config=configs/nst.py:cifar100   mdistiller NST: resnet32x4 → resnet8x4, stages[0..2], CE 1.0 + 50 · NST
 """
 

@@ -12,7 +12,8 @@ mdistiller's OFD distiller:
                                                                    statistics, as the authors' code also runs it)
 
   python -m kdjax.main --config=configs/ofd.py --workdir=runs/ofd
-      offline default (Fashion-MNIST, teacher trained first): RESULT
+      offline default (Fashion-MNIST, teacher trained first); measured beside every other method by the sweep
+      (configs/sweep_fashion_mnist.py, docs/results/)
   --config=configs/ofd.py:cifar100   mdistiller OFD: resnet32x4 → resnet8x4, stages_preact[0..2], margins from
                                      layer{1,2,3}_4/bn2, CE 1.0 + 0.001 · OFD, teacher in training mode
 """

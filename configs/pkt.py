@@ -8,7 +8,8 @@ The pooled features are the layer mdistiller uses; the weight is mdistiller's (t
 so it is small: ~1e-4 at the start).
 
   python -m kdjax.main --config=configs/pkt.py --workdir=runs/pkt
-      offline default (Fashion-MNIST, teacher trained first): RESULT
+      offline default (Fashion-MNIST, teacher trained first); measured beside every other method by the sweep
+      (configs/sweep_fashion_mnist.py, docs/results/)
   --config=configs/pkt.py:cifar100   mdistiller PKT: resnet32x4 → resnet8x4, avg_pool, CE 1.0 + 30000 · PKT
                                      (give --config.models.Teacher.init and a TFDS cifar100 directory)
 """

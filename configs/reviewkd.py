@@ -12,7 +12,8 @@ The offline default keeps mdistiller's default weight 1.0; its warm-up (20 of 24
 one would damp the loss for a quarter of the run or more.
 
   python -m kdjax.main --config=configs/reviewkd.py --workdir=runs/reviewkd
-      offline default (Fashion-MNIST, teacher trained first): RESULT
+      offline default (Fashion-MNIST, teacher trained first); measured beside every other method by the sweep
+      (configs/sweep_fashion_mnist.py, docs/results/)
   --config=configs/reviewkd.py:cifar100   mdistiller ReviewKD for resnet32x4 → resnet8x4: student stages[0..2] +
                                           avg_pool, teacher stages_preact[0..2] + avg_pool, CE 1.0 + 5.0 · HCL,
                                           warm-up 20 epochs

@@ -7,7 +7,8 @@ mdistiller's SP distiller:
                                                               3×3×128 here)
 
   python -m kdjax.main --config=configs/sp.py --workdir=runs/sp
-      offline default (Fashion-MNIST, teacher trained first): RESULT
+      offline default (Fashion-MNIST, teacher trained first); measured beside every other method by the sweep
+      (configs/sweep_fashion_mnist.py, docs/results/)
   --config=configs/sp.py:cifar100   mdistiller SP: resnet32x4 → resnet8x4, stages[2], CE 1.0 + 3000 · SP
 """
 

@@ -11,7 +11,8 @@ The offline default trains the variances (learn_variance=True, the paper and the
 log_scales are never trained (a plain Python list, not registered parameters), so :cifar100 keeps them fixed.
 
   python -m kdjax.main --config=configs/vid.py --workdir=runs/vid
-      offline default (Fashion-MNIST, teacher trained first): RESULT
+      offline default (Fashion-MNIST, teacher trained first); measured beside every other method by the sweep
+      (configs/sweep_fashion_mnist.py, docs/results/)
   --config=configs/vid.py:cifar100   mdistiller VID: resnet32x4 → resnet8x4, stages[0..2], CE 1.0 + 1.0 · VID,
                                      learn_variance=False (as mdistiller trains it)
 """
