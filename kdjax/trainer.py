@@ -105,7 +105,7 @@ class Trainer:
         num_data = len(self.train_source) if self.losses.stateful else 0  # CRD memory banks: one row per example
         state_rng = jax.random.PRNGKey(int(self.config.seed) + 98)
         state, _ = self.parallel.init_sharded(
-            lambda p, b: create_state(p, b, tx, self.losses, self.losses.init_state(state_rng, num_data)),
+            lambda p, b: create_state(p, b, tx, self.losses, self.losses.init_state(state_rng, num_data, frozen)),
             params, batch_stats)
         return state, frozen
 

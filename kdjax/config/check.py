@@ -76,12 +76,17 @@ def _is_number(value) -> bool:
 def check_config(config):
     """The config alone: fields, models, losses; nothing is opened."""
     check_fields(config)
+    _check_optimizers(config)
     if not config.get("models"):
         raise ConfigError("models", "no sub-models configured; add e.g. config.models.Student = model_entry('resnet8x4')")
     for name, m in config.models.items():
         if not m.get("arch"):
             raise ConfigError(f"models.{name}.arch", "missing")
         check_arch(m.arch, f"models.{name}.arch")  # a zoo name, or a user's 'file.py:Class' that resolves
+        if m.get("train_mode") and not m.get("frozen"):
+            raise ConfigError(f"models.{name}.train_mode", f"only means something for a frozen model (a trained one "
+                                                           f"always runs in training mode); set models.{name}.frozen="
+                                                           f"True or drop train_mode")
         if m.get("frozen") and not m.get("init"):
             raise ConfigError(f"models.{name}.init",
                               f"models.{name} is frozen but has no init: give a checkpoint (export dir, converted "
@@ -107,6 +112,15 @@ def check_config(config):
     check_teacher_cache(config)
     _check_losses(config)
     check_accumulation(config)
+
+
+def _check_optimizers(config):
+    """Rules between optimizer fields (DOT: optim.delta set, momentum ± delta >= 0, no Nesterov/clipping)."""
+    from kdjax.optim import check_optimizer
+
+    check_optimizer(config.optim, "optim")
+    if config.get("pretrain") and config.pretrain.get("optim"):
+        check_optimizer(config.pretrain.optim, "pretrain.optim")
 
 
 def loss_field(config, field: str) -> str:
@@ -271,6 +285,11 @@ def check_model_outputs(config, model, losses, sample, num_classes: int):
                                      f"model num_classes={num_classes} (or fix data.num_classes)")
     try:
         losses.shape_check(outputs)
+        if losses.reads_teachers:  # OFD: the teacher BatchNorms its margins come from
+            import jax
+
+            shapes = jax.eval_shape(model.init_variables, jax.random.PRNGKey(0), sample)
+            losses.check_teachers({n: shapes[n] for n in model.frozen}, outputs)
     except ConfigError as e:
         raise _renamed(config, e) from None
 
@@ -299,6 +318,9 @@ def check_teacher_cache(config) -> Optional[str]:
             return None  # pre-training the teacher itself: it must run
         raise ConfigError(f"models.{name}.frozen", f"teacher_cache holds logits of {name}, so {name} must be a "
                                                    f"frozen model; a trained model's outputs change every step")
+    if m.get("train_mode"):
+        raise ConfigError(f"models.{name}.train_mode", f"{name} runs in training mode (batch statistics), so its "
+                                                       f"logits depend on the batch and cannot be cached; drop one")
     if m.arch != manifest["arch"]:
         raise ConfigError(f"models.{name}.arch", f"{m.arch!r}, but the cache in {directory} was computed by "
                                                  f"{manifest['arch']!r}")

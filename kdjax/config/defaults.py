@@ -8,10 +8,15 @@ Sub-models and losses are named entries (`config.models.Student.arch`, `config.l
 import ml_collections
 from ml_collections import config_dict
 
-def model_entry(arch: str, *, frozen: bool = False, init: str = "", capture=(), **kwargs):
-    """One sub-model: PaddleClas' models[i] + freeze_params_list[i] + pretrained + return_patterns."""
-    return ml_collections.ConfigDict(dict(arch=arch, frozen=frozen, init=init, capture=tuple(capture),
-                                          kwargs=dict(kwargs)))
+def model_entry(arch: str, *, frozen: bool = False, init: str = "", capture=(), train_mode: bool = False, **kwargs):
+    """One sub-model: PaddleClas' models[i] + freeze_params_list[i] + pretrained + return_patterns.
+
+    train_mode=True runs a frozen model in training mode during training steps (BatchNorm normalises with the
+    batch's statistics; its stored statistics are not updated): the teacher of mdistiller / the authors' OFD."""
+    entry = dict(arch=arch, frozen=frozen, init=init, capture=tuple(capture), kwargs=dict(kwargs))
+    if train_mode:  # only where set: other configs keep their identity (config.json of existing workdirs)
+        entry["train_mode"] = True
+    return ml_collections.ConfigDict(entry)
 
 
 def loss_entry(type_: str, weight: float = 1.0, *, pairs=None, models=None, key: str = "logits", s_key=None,
@@ -93,12 +98,13 @@ def base_config():
         grad_accum_steps=1,      # > 1: split each batch into this many micro-batches, one update (batch > memory)
     )
     c.optim = dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
-                   warmup_epochs=0.0, milestones=(), decay_rate=0.1, grad_clip_norm=0.0)
+                   warmup_epochs=0.0, milestones=(), decay_rate=0.1, grad_clip_norm=0.0,
+                   delta=0.0)  # name="dot" only (kdjax/optim/dot.py): task momentum − delta, distillation + delta
     # Used for any sub-model whose init is "train": it is trained alone with ground-truth CE first.
     c.pretrain = dict(epochs=4.0, batch_size=128,
                       optim=dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
                                  schedule="cosine", warmup_epochs=0.0, milestones=(), decay_rate=0.1,
-                                 grad_clip_norm=0.0))
+                                 grad_clip_norm=0.0, delta=0.0))
     # Devices: data × fsdp = all devices (data=-1: the rest). fsdp > 1 shards params, optimizer state and frozen
     # models (arrays of at least fsdp_min_size elements) over that axis; batches split over data and fsdp jointly.
     c.mesh = dict(data=-1, fsdp=1, fsdp_min_size=2 ** 14)

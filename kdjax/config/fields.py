@@ -113,7 +113,8 @@ POSITIVE = number(lo=0, lo_open=True)
 NON_NEGATIVE = number(lo=0)
 
 _OPTIM = {
-    "name": one_of("sgd", "adamw"),
+    "name": one_of("sgd", "adamw", "dot"),  # dot: kdjax/optim/dot.py (its own rules: kdjax.optim.check_optimizer)
+    "delta": NON_NEGATIVE,  # DOT's momentum split (task μ − δ, distillation μ + δ)
     "lr": POSITIVE, "momentum": number(0, 1, hi_open=True), "nesterov": boolean, "weight_decay": NON_NEGATIVE,
     "schedule": one_of("cosine", "step", "constant"), "warmup_epochs": NON_NEGATIVE, "milestones": milestones,
     "decay_rate": number(0, 1, lo_open=True), "grad_clip_norm": NON_NEGATIVE,
@@ -180,6 +181,7 @@ FIELDS.update(PADDLECLAS_RECORD)
 # every `models.<name>` entry (model_entry in kdjax/config/defaults.py); kwargs go to the model's constructor
 MODEL_FIELDS: Dict[str, Check] = {
     "arch": nonempty_text, "frozen": boolean, "init": text, "capture": names, "kwargs": mapping,
+    "train_mode": boolean,  # a frozen model run with batch statistics (OFD's teacher)
 }
 MODEL_KWARGS: Dict[str, Check] = {"num_classes": POSITIVE_INT}  # kwargs kdjax itself reads
 

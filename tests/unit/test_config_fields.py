@@ -193,7 +193,7 @@ def test_unknown_fields_are_refused_not_ignored():
 # models.<name>.<field> → a value of the wrong shape
 MODEL_CASES = {
     "arch": [5, ""], "frozen": ["yes", 1], "init": [5, None], "capture": ["blocks[1]", [3]],
-    "kwargs": ["depth=2", [1]],
+    "kwargs": ["depth=2", [1]], "train_mode": ["yes", 1],
 }
 
 
