@@ -137,6 +137,7 @@ class Trainer:
         state, start = self._restore(ckpts, state, host_batches, pipe.total_steps)
         batches = self._device_batches(host_batches)
         eval_step = self._jit_eval_step(state, frozen)
+        heldout = self._heldout()
         runlog = RunLog(self.directory, pipe.total_steps, start, self.config.train.batch_size, self.desc,
                         enabled=jax.process_index() == 0)
         cadence = Cadence(self.config.train, pipe.steps_per_epoch, pipe.total_steps, start)
@@ -162,7 +163,7 @@ class Trainer:
                         runlog.advance(step)
                     # 3. Evaluate before checkpointing, so that a checkpoint's step has its evaluation logged.
                     if cadence.evaluate(step):
-                        last_eval = self.evaluate(state, frozen, eval_step)
+                        last_eval = self._evaluate_periodic(state, frozen, eval_step, heldout, step)
                         runlog.scalars(step, {k: v for k, v in last_eval.items() if k != "count"}, kind="eval")
                     # 4. Stopping (SIGTERM, train.stop_after_steps) is agreed by every host before anyone saves:
                     #    one host checkpointing while another trains would deadlock both.
@@ -182,10 +183,25 @@ class Trainer:
             close_all(ckpts, runlog, batches)  # each one even if another fails; reader threads / worker processes
         elapsed = time.perf_counter() - loop_start
         if last_eval is None:  # resumed at the last step
-            last_eval = self.evaluate(state, frozen, eval_step)
+            last_eval = self._evaluate_periodic(state, frozen, eval_step, heldout, step)
+        if heldout is not None:  # the last and the best-validation weights on the test split (train.final_test)
+            last_eval = heldout.final(state, frozen, eval_step, last_eval)
         # 6. Export: every process takes part (FSDP shards are gathered); process 0 writes.
         self.export(export_dir, state, frozen)
         return self._report(last_eval, pipe, start, elapsed, wait)
+
+    def _heldout(self):
+        """data.holdout > 0: periodic evaluations on the held-out split, best weights kept (runtime/heldout.py)."""
+        if not int(self.config.data.get("holdout", 0) or 0):
+            return None
+        from kdjax.runtime.heldout import HeldOutEvaluation
+
+        return HeldOutEvaluation(self)
+
+    def _evaluate_periodic(self, state, frozen, eval_step, heldout, step: int) -> dict:
+        if heldout is None:
+            return self.evaluate(state, frozen, eval_step)
+        return heldout.evaluate(state, frozen, eval_step, step)
 
     def _pipeline(self):
         """The training batches: records carry their dataset index when a loss (CRD) or the teacher cache needs it."""
