@@ -7,14 +7,16 @@ run stopped and resumed keeps its best. At the end, `train.final_test` decides w
 weights and the best-validation weights, evaluated once each (the run's result, "<model>/top1" and
 "best/<model>/top1"); or nothing at all (hyper-parameter trials: their result is the validation only). The test
 split never decides anything here.
+
+The Trainer hands in what this needs (kdjax/trainer.py `_heldout`), so this module stays in the runtime layer.
 """
 
 import json
 import os
+from typing import Callable
 
 import jax
 
-from kdjax.data.holdout import HOLDOUT
 from kdjax.runtime.workdir import write_json
 
 BEST_DIR = "best"
@@ -22,63 +24,48 @@ BEST_FILE = "best.json"
 
 
 class HeldOutEvaluation:
-    """Periodic evaluations of `trainer`'s run on the held-out split, tracking the export model's best weights."""
+    """Periodic evaluations on the held-out split, tracking the export model `name`'s best weights.
 
-    def __init__(self, trainer):
-        from kdjax.data.sources import open_source
+    evaluate(params, batch_stats, frozen, split) → metrics dict, split "holdout" or "test";
+    export(directory, state, frozen) writes the export model; load(directory) → its {"params", "batch_stats"}
+    as device arrays placed like the state's."""
 
-        self.trainer = trainer
-        self.source, _ = open_source(trainer.config.data, HOLDOUT, channels=int(trainer.info.image_shape[-1]))
-        self.name = trainer.config.export_model
-        self.dir = os.path.join(trainer.directory, BEST_DIR)
-        self.best = _read(os.path.join(trainer.directory, BEST_FILE))  # {"step", "val_top1"} or None
+    def __init__(self, directory: str, name: str, final_test: bool, evaluate: Callable, export: Callable,
+                 load: Callable):
+        self.directory, self.name, self.final_test = directory, name, bool(final_test)
+        self._evaluate, self._export, self._load = evaluate, export, load
+        self.dir = os.path.join(directory, BEST_DIR)
+        self.best = _read(os.path.join(directory, BEST_FILE))  # {"step", "val_top1"} or None
 
-    def evaluate(self, state, frozen, eval_step, step: int) -> dict:
+    def evaluate(self, state, frozen, step: int) -> dict:
         """Evaluate on the held-out split; keep the weights when they are the best so far. Keys "val/..."."""
-        from kdjax.trainer import evaluate_split
-
-        t = self.trainer
-        result = evaluate_split(t.parallel, eval_step, state.params, state.batch_stats, frozen, self.source,
-                                batch_size=int(t.config.train.eval_batch_size))
+        result = self._evaluate(state.params, state.batch_stats, frozen, "holdout")
         top1 = result[f"{self.name}/top1"]
         if self.name not in frozen and (self.best is None or top1 > self.best["val_top1"]):
-            t.export(self.dir, state, frozen)
+            self._export(self.dir, state, frozen)
             self.best = {"step": int(step), "val_top1": float(top1)}
             if jax.process_index() == 0:
-                write_json(os.path.join(t.directory, BEST_FILE), self.best)
+                write_json(os.path.join(self.directory, BEST_FILE), self.best)
         return {f"val/{k}": v for k, v in result.items()}
 
-    def final(self, state, frozen, eval_step, last_val: dict) -> dict:
+    def final(self, state, frozen, last_val: dict) -> dict:
         """The run's result: the last validation, the best one, and (train.final_test) the test split evaluated
         once with the last weights and once with the best-validation weights."""
         out = dict(last_val)
         if self.best is not None:
             out["best_step"], out[f"best/val/{self.name}/top1"] = self.best["step"], self.best["val_top1"]
-        if not self.trainer.config.train.get("final_test", True):
+        if not self.final_test:
             return out
-        out.update(self.trainer.evaluate(state, frozen, eval_step))
+        out.update(self._evaluate(state.params, state.batch_stats, frozen, "test"))
         if self.best is not None:
-            test = self.trainer.evaluate(self._best_weights(state), frozen, eval_step)
+            best = self._load(self.dir)
+            params, stats = dict(state.params), dict(state.batch_stats)
+            params[self.name] = best["params"]
+            if self.name in stats:
+                stats[self.name] = best["batch_stats"]
+            test = self._evaluate(params, stats, frozen, "test")
             out.update({f"best/{k}": v for k, v in test.items() if k.startswith(self.name + "/")})
         return out
-
-    def _best_weights(self, state):
-        """(params, batch_stats) of the last state with the export model's replaced by its best-validation ones."""
-        from kdjax.weights.export_dir import load_export
-
-        variables, _ = load_export(self.dir)
-        par, params, stats = self.trainer.parallel, dict(state.params), dict(state.batch_stats)
-        params[self.name] = par.put(variables["params"], par.shardings_of(state.params[self.name]))
-        if self.name in stats:
-            stats[self.name] = par.put(variables["batch_stats"], par.shardings_of(state.batch_stats[self.name]))
-        return _Weights(params, stats)
-
-
-class _Weights:
-    """What Trainer.evaluate reads of a state: params and batch_stats."""
-
-    def __init__(self, params, batch_stats):
-        self.params, self.batch_stats = params, batch_stats
 
 
 def _read(path: str):

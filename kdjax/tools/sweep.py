@@ -157,6 +157,11 @@ def _check_protocol(sweep):
                                        f"reported favours the chosen settings on it: use another")
 
 
+def grid_trials(sweep, method: str):
+    """The method's trials ({path: value} each), in grid order (kdjax/tools/sweep_grid.py)."""
+    return sweep_grid.trials(sweep, method)
+
+
 def trial_dir(workdir: str, method: str, k: int) -> str:
     return os.path.join(workdir, "tune", method, f"trial{k}")
 
