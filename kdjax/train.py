@@ -184,11 +184,12 @@ def _run_locked(config, workdir, restart, mine, phase, pretrain_phases, lock):
 
 def summary_table(config, result: dict, export_dir: str) -> str:
     rows = [("model", "arch", "role", "top-1", "top-5")]
+    result, split = _tested_or_validated(config, result)
     for name, m in config.models.items():
         role = "frozen teacher" if m.frozen else ("exported" if name == config.export_model else "trained")
         rows.append((name, m.arch, role, f"{100 * result[f'{name}/top1']:.2f}%", f"{100 * result[f'{name}/top5']:.2f}%"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["", f"Test accuracy on {result['count']} images:"]
+    lines = ["", f"{split} accuracy on {result['count']} images:"]
     for i, r in enumerate(rows):
         lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)))
         if i == 0:
@@ -200,6 +201,14 @@ def summary_table(config, result: dict, export_dir: str) -> str:
     lines.append(f"Exported {config.export_model} → {export_dir}")
     lines.append(f"  try: python -m kdjax.infer --export_dir={export_dir} --from_dataset=8")
     return "\n".join(lines)
+
+
+def _tested_or_validated(config, result: dict):
+    """(result, "Test"), or for a run that never saw the test split (data.holdout with train.final_test=False) its
+    held-out validation figures under the plain keys, labelled as such."""
+    if f"{config.export_model}/top1" in result or f"val/{config.export_model}/top1" not in result:
+        return result, "Test"
+    return {k[4:]: v for k, v in result.items() if k.startswith("val/")}, "Held-out validation (not test)"
 
 
 # ---- what a workdir holds -------------------------------------------------------------------------------------

@@ -150,6 +150,7 @@ class Trainer:
         state, start = self._restore(ckpts, state, host_batches, pipe.total_steps)
         batches = self._device_batches(host_batches)
         eval_step = self._jit_eval_step(state, frozen)
+        heldout = self._heldout(eval_step, state)
         runlog = RunLog(self.directory, pipe.total_steps, start, self.config.train.batch_size, self.desc,
                         enabled=jax.process_index() == 0, postfix_keys=tuple(self.metric_labels.values()))
         write_model_specs(self)  # WORKDIR/models.json: what `python -m kdjax.export` needs to export any sub-model
@@ -177,7 +178,7 @@ class Trainer:
                         runlog.advance(step)
                     # 3. Evaluate before checkpointing, so that a checkpoint's step has its evaluation logged.
                     if cadence.evaluate(step):
-                        last_eval = self.evaluate(state, frozen, eval_step)
+                        last_eval = self._evaluate_periodic(state, frozen, eval_step, heldout, step)
                         runlog.scalars(step, {k: v for k, v in last_eval.items() if k != "count"}, kind="eval")
                         best.update(step, last_eval, lambda d, **kw: self.export(d, state, frozen, **kw))
                     # 4. Stopping (SIGTERM, train.stop_after_steps) is agreed by every host before anyone saves:
@@ -198,10 +199,42 @@ class Trainer:
             close_all(ckpts, runlog, batches)  # each one even if another fails; reader threads / worker processes
         elapsed = time.perf_counter() - loop_start
         if last_eval is None:  # resumed at the last step
-            last_eval = self.evaluate(state, frozen, eval_step)
+            last_eval = self._evaluate_periodic(state, frozen, eval_step, heldout, step)
+        if heldout is not None:  # the last and the best-validation weights on the test split (train.final_test)
+            last_eval = heldout.final(state, frozen, last_eval)
         # 6. Export: every process takes part (FSDP shards are gathered); process 0 writes.
         self.export(export_dir, state, frozen)
         return dict(self._report(last_eval, pipe, start, elapsed, wait), best=best.summary())
+
+    def _heldout(self, eval_step, state):
+        """data.holdout > 0: periodic evaluations on the held-out split, best weights kept (runtime/heldout.py)."""
+        if not int(self.config.data.get("holdout", 0) or 0):
+            return None
+        from kdjax.data.sources import open_source
+        from kdjax.runtime.heldout import HeldOutEvaluation
+
+        splits = {"test": self.test_source,
+                  "holdout": open_source(self.config.data, "holdout", channels=int(self.info.image_shape[-1]))[0]}
+        par, name = self.parallel, self.config.export_model
+
+        def evaluate(params, batch_stats, frozen, split):
+            return evaluate_split(par, eval_step, params, batch_stats, frozen, splits[split],
+                                  batch_size=int(self.config.train.eval_batch_size))
+
+        def load(directory):  # the export's variables, placed like the state's
+            variables, _ = export_lib.load_export(directory)
+            out = {"params": par.put(variables["params"], par.shardings_of(state.params[name]))}
+            if name in state.batch_stats:
+                out["batch_stats"] = par.put(variables["batch_stats"], par.shardings_of(state.batch_stats[name]))
+            return out
+
+        return HeldOutEvaluation(self.directory, name, self.config.train.get("final_test", True), evaluate,
+                                 self.export, load)
+
+    def _evaluate_periodic(self, state, frozen, eval_step, heldout, step: int) -> dict:
+        if heldout is None:
+            return self.evaluate(state, frozen, eval_step)
+        return heldout.evaluate(state, frozen, step)
 
     def _pipeline(self):
         """The training batches: records carry their dataset index when a loss (CRD) or the teacher cache needs it, and

@@ -62,6 +62,10 @@ def base_config():
         num_classes=0,            # 0: from the dataset (list files need it, or label_names_file)
         train_limit=0,            # > 0: use only the first N training examples (smoke tests)
         test_limit=0,
+        holdout=0,                # > 0: hold this many training examples out as the validation split (after
+                                  # train_limit): training reads the rest, periodic evaluations read them and the
+                                  # run keeps its best-validation weights (kdjax/data/holdout.py)
+        holdout_seed=0,           # which examples are held out (a fixed permutation; never the run's seed)
         mean=(),                  # per-channel normalisation of [0, 1] pixels; () with std=(): computed from the
         std=(),                   # training images once (logged, recorded in the run and the export)
         channels=0,               # 0: the data's own (grayscale stays 1 channel); 1 or 3: convert every image
@@ -95,6 +99,8 @@ def base_config():
         nonfinite="stop",        # stop | skip: what a NaN/inf loss does (skip drops the update, up to max_skipped)
         max_skipped=10,
         stop_after_steps=0,      # > 0: checkpoint and stop after this many steps in this invocation (time-sliced jobs)
+        final_test=True,         # with data.holdout: False evaluates on the validation split only, never the test
+                                 # split (hyper-parameter trials); True tests the last and the best-validation weights
         grad_accum_steps=1,      # > 1: split each batch into this many micro-batches, one update (batch > memory)
     )
     c.optim = dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",

@@ -159,6 +159,8 @@ FIELDS: Dict[str, Check] = {
     "data.test_list": text, "data.label_names_file": optional_text, "data.unlabeled_list": optional_text,
     "data.unlabeled_split": optional_text, "data.unlabeled_ratio": number(0, 1, lo_open=True, hi_open=True),
     "data.num_classes": NON_NEGATIVE_INT, "data.train_limit": NON_NEGATIVE_INT, "data.test_limit": NON_NEGATIVE_INT,
+    "data.holdout": NON_NEGATIVE_INT, "data.holdout_seed": number(0, 2 ** 32 - 1, integer=True),
+    "train.final_test": boolean,
     "data.mean": floats(allow_empty=True), "data.std": floats(lo=0, lo_open=True, allow_empty=True),
     "data.augment": text, "data.channels": int_one_of(0, 1, 3), "data.decode_once_mb": NON_NEGATIVE,
     "data.image_size": NON_NEGATIVE_INT, "data.eval_crop_ratio": number(0, 1, lo_open=True),
