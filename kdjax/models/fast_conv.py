@@ -26,6 +26,9 @@ from jax import lax
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 # Read when a model is traced. KDJAX_FAST_CONV=0: every Conv is plain lax.conv_general_dilated with XLA's VJP.
 ENABLED = os.environ.get("KDJAX_FAST_CONV", "1") != "0"
+# Read when a model is traced. KDJAX_CONV=onednn: 2-D convolutions through oneDNN FFI kernels
+# (kdjax/kernels/onednn) where they are built and take the shape; otherwise (one warning line) as below.
+BACKEND = os.environ.get("KDJAX_CONV", "xla")
 
 
 def _xla_conv(x, w, strides, padding, groups):
@@ -144,6 +147,14 @@ def flax_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
                               dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
     """Drop-in for `lax.conv_general_dilated` as Flax's `nn.Conv(conv_general_dilated=...)` calls it: 2-D NHWC/HWIO
     convolutions with explicit padding and no dilation go through `conv2d`; anything else to lax unchanged."""
+    if BACKEND == "onednn" and lhs.ndim == 4 and not kwargs and precision is None \
+            and all(d == 1 for d in lhs_dilation or ()) and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape):
+        from kdjax.kernels import onednn
+        dilation = tuple(rhs_dilation or (1, 1))
+        if onednn.usable(lhs, rhs, window_strides, padding, feature_group_count, dilation):
+            return onednn.conv2d(lhs, rhs, window_strides, padding, feature_group_count, dilation)
+        if not onednn.available():
+            onednn.warn_unavailable_once()
     plain = (ENABLED and lhs.ndim == 4 and not kwargs and precision is None and not isinstance(padding, str)
              and all(d in (None, 1) for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
              and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape))

@@ -213,6 +213,16 @@ def _normalize_padding(padding, x_shape, w_shape, strides, dilation):
     return tuple((int(lo), int(hi)) for lo, hi in padding)
 
 
+def usable(x, w, strides=(1, 1), padding=((0, 0), (0, 0)), groups: int = 1, dilation=(1, 1)) -> bool:
+    """Whether `conv2d(x, w, ...)` would run through oneDNN (x, w: arrays or anything with .shape and .dtype)."""
+    if x.dtype != w.dtype or jax.default_backend() != "cpu" or not available():
+        return False
+    strides = tuple(int(s) for s in strides)
+    dilation = tuple(int(d) for d in dilation)
+    padding = _normalize_padding(padding, x.shape, w.shape, strides, dilation)
+    return supported(tuple(x.shape), tuple(w.shape), jnp.dtype(x.dtype), strides, padding, dilation, int(groups))[0]
+
+
 def conv2d(x, w, strides=(1, 1), padding=((0, 0), (0, 0)), groups: int = 1, dilation=(1, 1)):
     """`lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
     feature_group_count=groups, rhs_dilation=dilation)` through oneDNN where it can (see the module doc).
@@ -221,14 +231,9 @@ def conv2d(x, w, strides=(1, 1), padding=((0, 0), (0, 0)), groups: int = 1, dila
     dilation = tuple(int(d) for d in dilation)
     groups = int(groups)
     padding = _normalize_padding(padding, x.shape, w.shape, strides, dilation)
-    use = False
-    if x.dtype == w.dtype and jax.default_backend() == "cpu":
-        if available():
-            use = supported(tuple(x.shape), tuple(w.shape), jnp.dtype(x.dtype), strides, padding, dilation,
-                            groups)[0]
-        else:
-            warn_unavailable_once()
-    if use:
+    if not available():
+        warn_unavailable_once()
+    elif usable(x, w, strides, padding, groups, dilation):
         return _conv(x, w, strides, padding, groups, dilation)
     return lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
                                     dimension_numbers=DIMENSION_NUMBERS, feature_group_count=groups)

@@ -57,9 +57,9 @@ def _ls(d):
 
 
 def _command(out):
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    cxx = shutil.which(os.environ["CXX"]) if os.environ.get("CXX") else (shutil.which("g++") or shutil.which("c++"))
     if not cxx:
-        raise BuildError("no C++ compiler (apt-get install g++)")
+        raise BuildError(f"no C++ compiler {os.environ.get('CXX', 'g++')!r} (apt-get install g++)")
     try:
         import jax
         ffi_include = jax.ffi.include_dir()
