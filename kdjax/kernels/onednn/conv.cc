@@ -252,8 +252,11 @@ void ParallelFor(ffi::ThreadPool* pool, int64_t count, F fn) {
   state->cv.wait(lock, [&] { return state->done == count; });
 }
 
+std::atomic<int64_t> last_pool_threads{0};  // what XLA's pool reported last (kdjax_onednn_info)
+
 int64_t PoolThreads(ffi::ThreadPool& pool) {
   int64_t t = pool.num_threads();
+  last_pool_threads.store(t, std::memory_order_relaxed);
   if (t <= 0) t = std::max(1u, std::thread::hardware_concurrency());
   return t;
 }
@@ -518,7 +521,8 @@ extern "C" int kdjax_onednn_info(char* out, int64_t len) {
                                                                             : "other";
     std::string isa = std::to_string(static_cast<int>(dnnl::get_effective_cpu_isa()));
     CopyOut("onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
-                " runtime=" + runtime + " isa=" + isa + " threading=" + (Threading() == 1 ? "omp" : "xla"),
+                " runtime=" + runtime + " isa=" + isa + " threading=" + (Threading() == 1 ? "omp" : "xla") +
+                " xla_pool_threads=" + std::to_string(last_pool_threads.load()),
             out, len);
     return 1;
   } catch (const std::exception& ex) {
