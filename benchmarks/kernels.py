@@ -226,8 +226,7 @@ def main():
         print(f"\noneDNN: {onednn.info()}; implementations (fwd, dX, dW):")
         for c in convs:
             x_shape, w_shape, s, p = c
-            print(f"  {conv_name(c):<28} "
-                  f"{onednn.supported(x_shape, w_shape, jnp.dtype(jnp.float32), (s, s), ((p, p), (p, p)))[1]}")
+            print(f"  {conv_name(c):<28} {onednn.implementations(x_shape, w_shape, jnp.float32, (s, s), ((p, p), (p, p)))}")
     if args.json:
         with open(args.json, "a") as f:
             for row in rows:

@@ -197,6 +197,16 @@ def test_omp_threading_mode_matches_lax():
 
 
 @needs_kernels
+def test_more_batch_chunks_than_threads_matches_lax():
+    previous = onednn.set_chunks_per_thread(3)  # unequal chunks (N=5 -> 2+2+1 on 2 threads), 3+ dW partial sums
+    try:
+        failures = _check(EXTRA[1:4], seed=2)
+    finally:
+        onednn.set_chunks_per_thread(previous)
+    assert not failures, "\n".join(failures)
+
+
+@needs_kernels
 def test_bfloat16_is_correct_or_refused():
     cases = [((2, 8, 8, 16), (3, 3, 16, 32), (1, 1), ((1, 1), (1, 1)), 1, (1, 1)),
              ((3, 9, 9, 16), (3, 3, 16, 16), (2, 2), ((1, 1), (1, 1)), 1, (1, 1)),

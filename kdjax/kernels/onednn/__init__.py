@@ -101,6 +101,15 @@ def set_threading(mode: str) -> str:
     return ("xla", "omp")[lib.kdjax_onednn_set_threading(1 if mode == "omp" else 0)]
 
 
+def set_chunks_per_thread(k: int) -> int:
+    """Batch chunks per XLA thread in "xla" threading (default 1, or KDJAX_ONEDNN_CHUNKS_PER_THREAD); returns the
+    previous value."""
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(why_unavailable())
+    return lib.kdjax_onednn_set_chunks_per_thread(int(k))
+
+
 def warn_unavailable_once() -> None:
     """The one warning line a process prints when oneDNN convolutions were asked for but cannot be used."""
     global _warned
@@ -119,7 +128,7 @@ def _params(x_shape, w_shape, dtype_code, strides, padding, dilation, groups, ki
             groups, dtype_code, kind, nthr]
 
 
-def _query(lib, x_shape, w_shape, dtype_code, strides, padding, dilation, groups):
+def _query(lib, x_shape, w_shape, dtype_code, strides, padding, dilation, groups, verbose=False):
     """(ok, why): whether oneDNN has a non-reference implementation of all three kinds of this convolution."""
     buf = ctypes.create_string_buffer(512)
     impls = []
@@ -128,6 +137,7 @@ def _query(lib, x_shape, w_shape, dtype_code, strides, padding, dilation, groups
         if not lib.kdjax_onednn_impl(p, buf, len(buf)):
             return False, buf.value.decode()
         impls.append(buf.value.decode())
+    impls = [i.split(" (")[0] for i in impls] if not verbose else impls
     if any(i.startswith("ref") for i in impls):  # correct but far slower than XLA's
         return False, "reference implementation only: " + ", ".join(impls)
     return True, ", ".join(impls)
@@ -152,6 +162,17 @@ def supported(x_shape, w_shape, dtype, strides, padding, dilation=(1, 1), groups
     if 0 in x_shape or 0 in w_shape or min(_out_hw(x_shape, w_shape, strides, padding, dilation)) < 1:
         return False, "empty operand or output"
     return _query(lib, x_shape, w_shape, code, strides, padding, dilation, groups)
+
+
+def implementations(x_shape, w_shape, dtype=jnp.float32, strides=(1, 1), padding=((0, 0), (0, 0)),
+                    dilation=(1, 1), groups: int = 1) -> str:
+    """oneDNN's implementation and scratchpad size of the forward, backward-data and backward-weights primitives
+    (as created for one thread and the whole batch), or why there is none."""
+    lib = _load()
+    if lib is None:
+        return "unavailable: " + (_error or "")
+    return _query(lib, tuple(x_shape), tuple(w_shape), _DTYPES[jnp.dtype(dtype)], tuple(strides),
+                  tuple(map(tuple, padding)), tuple(dilation), groups, verbose=True)[1]
 
 
 def _out_hw(x_shape, w_shape, strides, padding, dilation):

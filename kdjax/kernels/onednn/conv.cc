@@ -84,6 +84,18 @@ int Threading() {  // 0: xla (single-threaded oneDNN per chunk), 1: omp
   return mode;
 }
 
+std::atomic<int> chunks_per_thread{-1};
+
+int ChunksPerThread() {  // KDJAX_ONEDNN_CHUNKS_PER_THREAD, default 1 (measured: benchmarks/README.md)
+  int k = chunks_per_thread.load(std::memory_order_relaxed);
+  if (k < 1) {
+    const char* v = std::getenv("KDJAX_ONEDNN_CHUNKS_PER_THREAD");
+    k = v != nullptr ? std::max(1, std::atoi(v)) : 1;
+    chunks_per_thread.store(k);
+  }
+  return k;
+}
+
 // Tells oneDNN how many threads the current thread may use (OpenMP runtime: a per-thread setting).
 void UseThreads(int64_t nthr) {
 #if KDJAX_HAVE_OMP
@@ -145,6 +157,7 @@ std::shared_ptr<Entry> Create(const Conv& p) {
     e->wei_prim = fwd.weights_desc();
     e->scratch_bytes = fwd.scratchpad_desc().get_size();
     e->impl = fwd.impl_info_str();
+    e->impl += " (scratchpad " + std::to_string(fwd.scratchpad_desc().get_size() >> 10) + " KiB)";
     e->prim = dnnl::convolution_forward(fwd);
   } else if (p.kind == kBackwardData) {
 #if DNNL_VERSION_MAJOR >= 3
@@ -157,6 +170,7 @@ std::shared_ptr<Entry> Create(const Conv& p) {
     e->wei_prim = bwd.weights_desc();
     e->scratch_bytes = bwd.scratchpad_desc().get_size();
     e->impl = bwd.impl_info_str();
+    e->impl += " (scratchpad " + std::to_string(bwd.scratchpad_desc().get_size() >> 10) + " KiB)";
     e->prim = dnnl::convolution_backward_data(bwd);
   } else {
 #if DNNL_VERSION_MAJOR >= 3
@@ -170,6 +184,7 @@ std::shared_ptr<Entry> Create(const Conv& p) {
     e->wei_prim = bwd.diff_weights_desc();
     e->scratch_bytes = bwd.scratchpad_desc().get_size();
     e->impl = bwd.impl_info_str();
+    e->impl += " (scratchpad " + std::to_string(bwd.scratchpad_desc().get_size() >> 10) + " KiB)";
     e->prim = dnnl::convolution_backward_weights(bwd);
   }
   e->reorder_wei = e->wei_prim != e->wei_user;
@@ -273,7 +288,8 @@ ffi::Error Run(Conv p, ffi::ThreadPool& pool, char* x, char* wei, char* y) {
   const size_t esize = p.dtype == 1 ? 2 : 4;
   const size_t x_image = p.h * p.w * p.c * esize, y_image = p.oh * p.ow * p.o * esize;
   try {
-    if (Threading() == 1) {  // oneDNN's OpenMP threads
+    // oneDNN's OpenMP threads: when asked for, and for batches too small to give every XLA thread a chunk
+    if (Threading() == 1 || (KDJAX_HAVE_OMP && p.n < threads)) {
       p.nthr = threads;
       UseThreads(threads);
       auto e = Get(p);
@@ -299,7 +315,8 @@ ffi::Error Run(Conv p, ffi::ThreadPool& pool, char* x, char* wei, char* y) {
     }
 
     // "xla": batch chunks on XLA's pool, oneDNN single-threaded in each
-    const int64_t chunks = std::min(threads, p.n);
+    // more chunks than threads: on a shared machine a thread that is descheduled then holds up less of the call
+    const int64_t chunks = std::min(threads * ChunksPerThread(), p.n);
     const int64_t base = p.n / chunks, extra = p.n % chunks;
     auto chunk_n = [&](int64_t i) { return base + (i < extra ? 1 : 0); };
     auto chunk_start = [&](int64_t i) { return i * base + std::min(i, extra); };
@@ -544,6 +561,13 @@ extern "C" int kdjax_onednn_impl(const int64_t* q, char* out, int64_t len) {
     CopyOut(ex.what(), out, len);
     return 0;
   }
+}
+
+// Sets the batch chunks per XLA thread ("xla" threading) at run time; returns the previous value.
+extern "C" int kdjax_onednn_set_chunks_per_thread(int k) {
+  const int previous = ChunksPerThread();
+  chunks_per_thread.store(std::max(1, k));
+  return previous;
 }
 
 // Switches the threading mode at run time (benchmarks compare both in one process); returns the previous one.
