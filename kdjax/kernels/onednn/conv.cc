@@ -536,7 +536,16 @@ extern "C" int kdjax_onednn_info(char* out, int64_t len) {
                           : DNNL_CPU_THREADING_RUNTIME == DNNL_RUNTIME_TBB ? "tbb"
                           : DNNL_CPU_THREADING_RUNTIME == DNNL_RUNTIME_SEQ ? "seq"
                                                                             : "other";
-    std::string isa = std::to_string(static_cast<int>(dnnl::get_effective_cpu_isa()));
+    const auto effective = dnnl::get_effective_cpu_isa();
+    std::string isa = std::to_string(static_cast<int>(effective));
+    const std::pair<dnnl::cpu_isa, const char*> names[] = {
+        {dnnl::cpu_isa::sse41, "sse41"}, {dnnl::cpu_isa::avx, "avx"}, {dnnl::cpu_isa::avx2, "avx2"},
+        {dnnl::cpu_isa::avx2_vnni, "avx2_vnni"}, {dnnl::cpu_isa::avx512_core, "avx512_core"},
+        {dnnl::cpu_isa::avx512_core_vnni, "avx512_core_vnni"}, {dnnl::cpu_isa::avx512_core_bf16, "avx512_core_bf16"},
+        {dnnl::cpu_isa::avx512_core_amx, "avx512_core_amx"}};
+    for (const auto& [value, name] : names) {
+      if (value == effective) isa = name;
+    }
     CopyOut("onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
                 " runtime=" + runtime + " isa=" + isa + " threading=" + (Threading() == 1 ? "omp" : "xla") +
                 " xla_pool_threads=" + std::to_string(last_pool_threads.load()),
