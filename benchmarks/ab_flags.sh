@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A/B of XLA flag sets on `python -m kdjax.bench`, alternating in separate processes (kdjax's own flags off).
+# A/B of XLA flag sets on `python -m kdjax.tools.bench`, alternating in separate processes (kdjax's own flags off).
 #   benchmarks/ab_flags.sh ROUNDS STEPS "FLAGS_A" "FLAGS_B" ...      ("" = no flags)
 # Prints one line per run and, per variant, the median img/s ratio to the first variant over rounds.
 set -euo pipefail
@@ -12,7 +12,7 @@ TMP=$(mktemp)
 for ((i = 0; i < ROUNDS; i++)); do
   for ((j = 0; j < N; j++)); do
     k=$(((j + i) % N))
-    line=$(KDJAX_XLA_FLAGS=0 XLA_FLAGS="${VARIANTS[$k]}" python -m kdjax.bench --config="$CONFIG" --batch=64 \
+    line=$(KDJAX_XLA_FLAGS=0 XLA_FLAGS="${VARIANTS[$k]}" python -m kdjax.tools.bench --config="$CONFIG" --batch=64 \
            --steps="$STEPS" --warmup=1 2>/dev/null | tail -1)
     echo "$i $k $line" | tee -a "$TMP" | cut -c1-160
   done

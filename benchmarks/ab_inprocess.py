@@ -2,7 +2,7 @@
 
     python benchmarks/ab_inprocess.py --rounds=10 'A={}' 'B={"xla_cpu_use_fusion_emitters": false}' ...
 
-Builds the step once (`Phase.build_train_step`, as kdjax.bench does), compiles it once per option set
+Builds the step once (`Trainer.build_train_step`, as kdjax.tools.bench does), compiles it once per option set
 (`Lowered.compile(options)`: per-executable XLA debug options), then runs the executables in turn, one step
 each, round after round, so every variant sees the same machine load. Prints per variant the median step
 time and the median over rounds of (variant step time / first variant step time).
@@ -12,7 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import kdjax.xla_flags  # noqa: F401,E402
+import kdjax.runtime.xla_flags  # noqa: F401,E402
 
 import argparse
 import json
@@ -34,7 +34,7 @@ def main():
     from ml_collections import config_flags  # noqa: F401
 
     from kdjax.data.sources import DatasetInfo
-    from kdjax.phase import Phase
+    from kdjax.trainer import Trainer
     sys.path.insert(0, ".")
     from tests.conftest import load_config
 
@@ -44,11 +44,11 @@ def main():
         config.train.batch_size = args.batch
         for m in config.models.values():
             m.init = ""
-    from kdjax.bench import image_shape_for
+    from kdjax.tools.bench import image_shape_for
     shape = image_shape_for(config)
     classes = int(config.data.get("num_classes") or 10)
     with tempfile.TemporaryDirectory() as tmp:
-        phase = Phase(config, tmp, None, None, DatasetInfo(classes, None, shape, "synthetic"), "ab")
+        phase = Trainer(config, tmp, None, None, DatasetInfo(classes, None, shape, "synthetic"), "ab")
         step, state, frozen = phase.build_train_step(1000, 240000)
     r = np.random.default_rng(0)
     batch = phase.parallel.put_batch({"image": r.integers(0, 256, (args.batch,) + shape, dtype=np.uint8),

@@ -3,11 +3,11 @@
 #
 #   benchmarks/ablation.sh [ROUNDS] [STEPS]        (defaults: 3 rounds, 10 timed steps per run)
 #
-# Variants (each a full `python -m kdjax.bench` process; the order rotates every round):
+# Variants (each a full `python -m kdjax.tools.bench` process; the order rotates every round):
 #   plain     kdjax's flags off (KDJAX_XLA_FLAGS=0), flax-style BatchNorm, lax.conv VJP (KDJAX_FAST_BN/CONV=0)
-#   flags     + kdjax/xla_flags.py's XLA:CPU flags (YNNPACK fusions off, scheduler, emitters)
+#   flags     + kdjax/runtime/xla_flags.py's XLA:CPU flags (YNNPACK fusions off, scheduler, emitters)
 #   flags+bn  + the zoo BatchNorm's hand-written backward pass
-#   all       + fast_conv's VJP for every convolution (what kdjax runs by default)
+#   all       + kdjax/kernels/conv.py's VJP for every convolution (what kdjax runs by default)
 # Prints per variant the median img/s and peak RSS, and the median over rounds of img/s relative to `plain`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ for ((i = 0; i < ROUNDS; i++)); do
   r=$((i % 4)); order=("${order[@]:r}" "${order[@]:0:r}")
   for v in "${order[@]}"; do
     # shellcheck disable=SC2046
-    line=$(env $(variant_env "$v") python -m kdjax.bench --config="$CONFIG" --batch=64 --steps="$STEPS" 2>/dev/null | tail -1)
+    line=$(env $(variant_env "$v") python -m kdjax.tools.bench --config="$CONFIG" --batch=64 --steps="$STEPS" 2>/dev/null | tail -1)
     echo "{\"round\": $i, \"variant\": \"$v\", \"result\": $line}" | tee -a "$OUT" | cut -c1-120
   done
 done

@@ -3,7 +3,7 @@
 #
 #   benchmarks/compare.sh [PAIRS] [STEPS]        (defaults: 3 pairs, 20 timed steps each)
 #
-# Each round runs, in turn: kdjax (python -m kdjax.bench), PyTorch channels-first, PyTorch channels-last
+# Each round runs, in turn: kdjax (python -m kdjax.tools.bench), PyTorch channels-first, PyTorch channels-last
 # (benchmarks/torch_reference.py); the order rotates each round so no one always runs first. Every JSON line
 # goes to $OUT (default benchmarks/results/compare-<time>.jsonl); the summary takes, per round, the faster
 # PyTorch layout (and that run's memory), and prints the median over rounds of kdjax/PyTorch for img/s and
@@ -25,9 +25,9 @@ if [ -z "${ONEDNN:-}" ]; then
   ONEDNN=$(python -c "from kdjax.kernels import onednn; print(int(onednn.available()))" 2>/dev/null || echo 0)
 fi
 
-run_kdjax() { python -m kdjax.bench --config="$CONFIG" --batch="$BATCH" --steps="$STEPS" 2>/dev/null | tail -1; }
+run_kdjax() { python -m kdjax.tools.bench --config="$CONFIG" --batch="$BATCH" --steps="$STEPS" 2>/dev/null | tail -1; }
 run_kdjax_onednn() {
-  KDJAX_CONV=onednn python -m kdjax.bench --config="$CONFIG" --batch="$BATCH" --steps="$STEPS" 2>/dev/null | tail -1
+  KDJAX_CONV=onednn python -m kdjax.tools.bench --config="$CONFIG" --batch="$BATCH" --steps="$STEPS" 2>/dev/null | tail -1
 }
 run_torch() { python benchmarks/torch_reference.py --batch="$BATCH" --steps="$STEPS" --threads="$THREADS" "$@" | tail -1; }
 

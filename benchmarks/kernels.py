@@ -23,7 +23,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-import kdjax.xla_flags  # noqa: F401,E402  (kdjax's XLA flags, before jax)
+import kdjax.runtime.xla_flags  # noqa: F401,E402  (kdjax's XLA flags, before jax)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -81,7 +81,7 @@ def conv_name(c):
 def jax_parts(convs, batch, backend):
     """backend 'xla' (kdjax's default path) or 'onednn' (kdjax/kernels/onednn)."""
     from kdjax.kernels import onednn
-    from kdjax.models import fast_conv
+    from kdjax.kernels import conv as fast_conv
     from kdjax.models.registry import get_model
 
     parts = {}

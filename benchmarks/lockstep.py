@@ -3,7 +3,7 @@
     python benchmarks/lockstep.py [--rounds=10] [--config=configs/dkd.py:cifar100] [--batch=64] [--threads=0]
                                   [--gap=0.3] [--json=FILE]
 
-Starts three worker processes — `python -m kdjax.bench --serve` and `benchmarks/torch_reference.py --serve`
+Starts three worker processes — `python -m kdjax.tools.bench --serve` and `benchmarks/torch_reference.py --serve`
 channels-first and channels-last — lets each compile and warm up, then runs rounds: in each round every worker
 runs ONE step while the others wait idle on stdin (the order rotates each round). So every kdjax step has PyTorch
 steps taken seconds before and after it, under the same machine load. Load from other users still shifts every
@@ -59,12 +59,12 @@ def main():
 
     torch_cmd = [sys.executable, "benchmarks/torch_reference.py", f"--batch={args.batch}", f"--threads={args.threads}",
                  "--serve"]
-    workers = [start("kdjax", [sys.executable, "-m", "kdjax.bench", f"--config={args.config}",
+    workers = [start("kdjax", [sys.executable, "-m", "kdjax.tools.bench", f"--config={args.config}",
                                f"--batch={args.batch}", "--serve"])]
     # one at a time: compiling/warming up in parallel would only slow every one of them down
     wait_ready(*workers[0])
     if args.onednn:
-        workers.append(start("kdjax_onednn", [sys.executable, "-m", "kdjax.bench", f"--config={args.config}",
+        workers.append(start("kdjax_onednn", [sys.executable, "-m", "kdjax.tools.bench", f"--config={args.config}",
                                               f"--batch={args.batch}", "--serve"],
                              env={**os.environ, "KDJAX_CONV": "onednn"}))
         wait_ready(*workers[-1])

@@ -15,7 +15,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-import kdjax.xla_flags  # noqa: F401,E402
+import kdjax.runtime.xla_flags  # noqa: F401,E402
 
 import argparse  # noqa: E402
 import json  # noqa: E402

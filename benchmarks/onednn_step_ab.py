@@ -2,7 +2,7 @@
 
     python benchmarks/onednn_step_ab.py [--config=configs/dkd.py:cifar100] [--batch=64] [--rounds=15]
 
-Builds the step twice (`kdjax.bench.StepBench`, as training builds it): once with XLA's convolutions, once with
+Builds the step twice (`kdjax.tools.bench.StepBench`, as training builds it): once with XLA's convolutions, once with
 KDJAX_CONV=onednn. Then, round after round, times one step of each variant in a rotating order:
 
   xla            XLA's convolutions (kdjax's default)
@@ -20,7 +20,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import kdjax.xla_flags  # noqa: F401,E402
+import kdjax.runtime.xla_flags  # noqa: F401,E402
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
@@ -43,9 +43,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=2)
     args = ap.parse_args()
-    from kdjax.bench import StepBench
+    from kdjax.tools.bench import StepBench
     from kdjax.kernels import onednn
-    from kdjax.models import fast_conv
+    from kdjax.kernels import conv as fast_conv
 
     if not onednn.available():
         sys.exit(f"oneDNN kernels unavailable: {onednn.why_unavailable()}")

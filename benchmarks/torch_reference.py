@@ -6,7 +6,7 @@ The mdistiller CIFAR-100 DKD step, written out here: resnet32x4 teacher (eval mo
 student (train mode, forward + backward) exactly as mdistiller's `mdistiller/models/cifar/resnet.py` defines
 them (3x3 stem, BasicBlocks, 1x1 conv + BN projection, AvgPool2d(8), fc), loss CE + min(epoch/20, 1) · DKD
 (T=4, alpha=1, beta=8), SGD lr 0.05 momentum 0.9 weight decay 5e-4. Synthetic data already in memory
-(uint8 NHWC images normalised inside the timed step, as kdjax does). Prints one JSON line like `kdjax.bench`:
+(uint8 NHWC images normalised inside the timed step, as kdjax does). Prints one JSON line like `kdjax.tools.bench`:
 images/s (median over the timed steps), compile seconds (first step), peak RSS (MB), device, batch, config.
 """
 

@@ -1,6 +1,6 @@
 """AFD (Ji et al., AAAI 2021): attention over all teacher/student feature pairs, plus KD and ground-truth CE.
 
-Seed document 1.2.4, resnet34_distill_resnet18_afd.yaml, line by line:
+PaddleClas' resnet34_distill_resnet18_afd.yaml (ppcls/configs/ImageNet/Distillation/), line by line:
   Teacher AttentionModel = ResNet34 (frozen, pretrained, return_patterns blocks[0..15]) + LinearTransformTeacher
   Student AttentionModel = ResNet18 (return_patterns blocks[0..7]) + LinearTransformStudent
       → kdjax keeps the LinearTransform heads and attention parameters on the loss side (losses.afd), trained
@@ -10,15 +10,16 @@ Seed document 1.2.4, resnet34_distill_resnet18_afd.yaml, line by line:
   AFDLoss weight 50.0, qk_dim 128                                   → losses.afd
 
   --config=configs/afd.py            offline default: all three stages of both small CNNs
-  --config=configs/afd.py:imagenet   the seed's ResNet34 → ResNet18 recipe
+  --config=configs/afd.py:imagenet   PaddleClas' ResNet34 → ResNet18 recipe
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     keys = ["blocks[0]", "blocks[1]", "blocks[2]"]
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train", capture=keys)
     c.models.Student = model_entry("convnet_student", capture=keys)

@@ -14,12 +14,13 @@ its term was ~3× the other two together, and in a 100-step check (6,400 images)
                                     (mdistiller has no ½: beta=2000 here)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     keys = ["blocks[0]", "blocks[1]"]
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train", capture=keys)
     c.models.Student = model_entry("convnet_student", capture=keys)

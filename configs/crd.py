@@ -15,12 +15,13 @@ batches carry each example's dataset index for this ("index"). RepDistiller / md
   --config=configs/crd.py:cifar100   mdistiller CRD: resnet32x4 → resnet8x4, K = 16384
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train", capture=["avg_pool"])
     c.models.Student = model_entry("convnet_student", capture=["avg_pool"])
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])

@@ -1,6 +1,6 @@
 """DKD (Decoupled Knowledge Distillation, Zhao et al., CVPR 2022): ground-truth CE + DKD, frozen teacher.
 
-Seed document 1.2.5, resnet34_distill_resnet18_dkd.yaml, line by line:
+PaddleClas' resnet34_distill_resnet18_dkd.yaml (ppcls/configs/ImageNet/Distillation/), line by line:
   Teacher ResNet34 frozen, pretrained    → models.Teacher (frozen, init)
   Student ResNet18                       → models.Student
   DistillationGTCELoss weight 1.0 [Student]                       → losses.gt_ce
@@ -8,17 +8,18 @@ Seed document 1.2.5, resnet34_distill_resnet18_dkd.yaml, line by line:
   infer_model_name: Student              → export_model
 
   --config=configs/dkd.py            offline default: Fashion-MNIST, small CNNs, teacher trained first
-  --config=configs/dkd.py:imagenet   the seed's ImageNet recipe (give --config.models.Teacher.init)
+  --config=configs/dkd.py:imagenet   PaddleClas' ImageNet recipe (give --config.models.Teacher.init)
   --config=configs/dkd.py:cifar100   mdistiller's CIFAR-100 recipe: resnet32x4 → resnet8x4, T=4, beta=8,
                                      warm-up 20 epochs, CE weight 1 (give the teacher init and a TFDS dir)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, imagenet, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train")
     c.models.Student = model_entry("convnet_student")
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])

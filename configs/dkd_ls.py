@@ -11,12 +11,13 @@ Both models' logits are standardised, (z − mean(z)) / std(z), before DKD's tem
                                         beta = alpha·9 = 81, and leaves DKD's T at 4; warm-up 20 epochs, CE 1.0
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train")
     c.models.Student = model_entry("convnet_student")
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])

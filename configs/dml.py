@@ -1,6 +1,6 @@
 """DML (Zhang et al., CVPR 2018): two models of the same architecture learn from each other; no frozen teacher.
 
-Seed document 1.2.2, PPLCNet_x2_5_dml.yaml, line by line:
+PaddleClas' PPLCNet_x2_5_dml.yaml (ppcls/configs/ImageNet/Distillation/), line by line:
   Teacher PPLCNet_x2_5, not frozen, not pretrained → models.Teacher (frozen=False)
   Student PPLCNet_x2_5, not frozen, not pretrained → models.Student
   DistillationGTCELoss weight 1.0 [Student, Teacher]              → losses.gt_ce
@@ -10,12 +10,13 @@ Seed document 1.2.2, PPLCNet_x2_5_dml.yaml, line by line:
   --config=configs/dml.py:imagenet   two PPLCNet_x2_5 on ImageNet-1k
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_student")
     c.models.Student = model_entry("convnet_student")
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student", "Teacher"])

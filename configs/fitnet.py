@@ -13,12 +13,13 @@ exported. Single-stage training with the hint weight of RepDistiller / mdistille
                                         ConvReg (3×3 conv + BN + ReLU), CE 1.0 + hint 100
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train", capture=["blocks[1]"])
     c.models.Student = model_entry("convnet_student", capture=["blocks[1]"])
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])

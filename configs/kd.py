@@ -1,6 +1,6 @@
 """KD (Hinton et al., 2015): ground-truth CE + temperature-scaled KL divergence to a frozen teacher.
 
-The seed's KL-divergence entry (as used in its AFD recipe, 1.2.4):
+PaddleClas' KL-divergence entry (as its AFD recipe uses it):
   DistillationGTCELoss weight 1.0 [Student]                       → losses.gt_ce
   DistillationKLDivLoss weight 0.9, T=4, pairs [Student, Teacher] → losses.kd
 
@@ -9,12 +9,13 @@ The seed's KL-divergence entry (as used in its AFD recipe, 1.2.4):
   --config=configs/kd.py:cifar100    resnet32x4 → resnet8x4, mdistiller KD: CE 0.1 + KD 0.9, T=4
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, imagenet, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train")
     c.models.Student = model_entry("convnet_student")
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])

@@ -10,12 +10,13 @@ CIFAR-100 recipe (`--logit-stand --base-temp 2 --kd-weight 9` on mdistiller's KD
   --config=configs/kd_ls.py:cifar100   resnet32x4 → resnet8x4 with the same losses, mdistiller's schedule
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import cifar100, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import cifar100, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train")
     c.models.Student = model_entry("convnet_student")
     c.losses.gt_ce = loss_entry("gt_ce", 0.1, models=["Student"])

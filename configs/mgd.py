@@ -1,6 +1,6 @@
 """MGD (Yang et al., ECCV 2022): masked generative distillation on a student feature map.
 
-Seed document 1.2.7, resnet34_distill_resnet18_mgd.yaml, line by line:
+PaddleClas' resnet34_distill_resnet18_mgd.yaml (ppcls/configs/ImageNet/Distillation/), line by line:
   Teacher ResNet34 frozen, return_patterns [blocks[2], blocks[6], blocks[12], blocks[15]]
   Student ResNet18, return_patterns [blocks[1], blocks[3], blocks[5], blocks[7]]
   DistillationGTCELoss weight 1.0 [Student]                        → losses.gt_ce
@@ -9,15 +9,16 @@ Seed document 1.2.7, resnet34_distill_resnet18_mgd.yaml, line by line:
 
   --config=configs/mgd.py            offline default: student blocks[2] (32 ch) → teacher blocks[2] (128 ch),
                                      so the 1×1 alignment conv is used
-  --config=configs/mgd.py:imagenet   the seed's ResNet34 → ResNet18 recipe
+  --config=configs/mgd.py:imagenet   PaddleClas' ResNet34 → ResNet18 recipe
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train", capture=["blocks[2]"])
     c.models.Student = model_entry("convnet_student", capture=["blocks[2]"])
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])

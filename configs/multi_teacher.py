@@ -12,12 +12,13 @@ KD's 0.9 split evenly:
   --config=configs/multi_teacher.py    offline default (Fashion-MNIST, both teachers trained first)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher1 = model_entry("convnet_teacher", frozen=True, init="train")
     c.models.Teacher2 = model_entry("ConvNet", frozen=True, init="train", depth=2, stem_stride=2)
     c.models.Student = model_entry("convnet_student")

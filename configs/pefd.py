@@ -12,12 +12,13 @@ exported. PaddleClas resnet34_distill_resnet18_pefd.yaml, line by line:
   --config=configs/pefd.py:imagenet   the PaddleClas ResNet34 → ResNet18 recipe (give --config.models.Teacher.init)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train", capture=["avg_pool"])
     c.models.Student = model_entry("convnet_student", capture=["avg_pool"])
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])

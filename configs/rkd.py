@@ -1,6 +1,6 @@
 """RKD (Park et al., CVPR 2019): distance-wise and angle-wise relations between samples' embeddings.
 
-PaddleClas DistillationRKDLoss (seed document 1.1.3), with ground-truth CE:
+PaddleClas' DistillationRKDLoss, with ground-truth CE:
   DistillationGTCELoss weight 1.0 [Student]                                  → losses.gt_ce
   DistillationRKDLoss weight 1.0, pairs [Student, Teacher], one key pair,
       target_size None (no pooling)                                           → losses.rkd on avg_pool
@@ -9,12 +9,13 @@ PaddleClas DistillationRKDLoss (seed document 1.1.3), with ground-truth CE:
   --config=configs/rkd.py:imagenet   ResNet34 → ResNet18 (give --config.models.Teacher.init)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train", capture=["avg_pool"])
     c.models.Student = model_entry("convnet_student", capture=["avg_pool"])
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student"])

@@ -12,12 +12,13 @@ ground-truth entry. PaddleClas resnet34_distill_resnet18_skd.yaml, line by line:
   --config=configs/skd.py:imagenet   the PaddleClas ImageNet recipe (give --config.models.Teacher.init)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train")
     c.models.Student = model_entry("convnet_student")
     c.losses.skd = loss_entry("skd", 1.0, pairs=[["Student", "Teacher"]], temperature=1.0, multiplier=2.0,

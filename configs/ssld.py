@@ -1,6 +1,6 @@
 """SSLD (Cui et al., 2021): the DML loss against a frozen teacher, no ground-truth label, unlabeled data welcome.
 
-Seed document 1.2.1, PPLCNet_x2_5_ssld.yaml, line by line:
+PaddleClas' PPLCNet_x2_5_ssld.yaml (ppcls/configs/ImageNet/Distillation/), line by line:
   Teacher ResNet50_vd frozen, pretrained (use_ssld) → models.Teacher (frozen, init)
   Student PPLCNet_x2_5                              → models.Student
   DistillationDMLLoss weight 1.0, pairs [Student, Teacher] → losses.ssld (DML semantics, teacher frozen)
@@ -11,12 +11,13 @@ Seed document 1.2.1, PPLCNet_x2_5_ssld.yaml, line by line:
                                      with the data options of the SSLD section in the README)
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_teacher", frozen=True, init="train")
     c.models.Student = model_entry("convnet_student")
     c.losses.ssld = loss_entry("ssld", 1.0, pairs=[["Student", "Teacher"]])

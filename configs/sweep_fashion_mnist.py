@@ -15,12 +15,13 @@ and convnet_student (6.9k params, ~89% alone), so the student has room below the
 
 import ml_collections
 
-from kdjax.config_defaults import base_config, model_entry
+from kdjax.config.defaults import base_config, model_entry
 
 
 def get_config(arg=None):
     c = ml_collections.ConfigDict()
     c.base = base_config()          # data, optimizer, budget shared by every run
+    c.base.data.augment = "auto"    # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.base.train.epochs = 4.0
     c.base.train.eval_every_epochs = 1.0
     c.base.train.checkpoint_every_steps = 1000

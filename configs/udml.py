@@ -1,6 +1,6 @@
 """UDML (PaddleCV): DML on logits plus an l2 distance between named intermediate features of both models.
 
-Seed document 1.2.3, line by line:
+PaddleClas' UDML recipe (PaddleCV), line by line:
   Teacher/Student PPLCNet_x2_5, not frozen, return_patterns [blocks3..blocks6] → models.*.capture
   DistillationGTCELoss weight 1.0, key logits, [Student, Teacher]  → losses.gt_ce
   DistillationDMLLoss weight 1.0, key logits, pairs [Student, Teacher] → losses.dml
@@ -10,12 +10,13 @@ Seed document 1.2.3, line by line:
   --config=configs/udml.py:imagenet  two PPLCNet_x2_5, distance on blocks5
 """
 
-from kdjax.config_defaults import base_config, loss_entry, model_entry
-from kdjax.config_presets import imagenet, unknown_preset
+from kdjax.config.defaults import base_config, loss_entry, model_entry
+from kdjax.config.presets import imagenet, unknown_preset
 
 
 def get_config(arg=None):
     c = base_config()
+    c.data.augment = "auto"  # flip on the default Fashion-MNIST; crop, no flip (labels stay valid) on data you name
     c.models.Teacher = model_entry("convnet_student", capture=["blocks[0]", "blocks[1]", "blocks[2]"])
     c.models.Student = model_entry("convnet_student", capture=["blocks[0]", "blocks[1]", "blocks[2]"])
     c.losses.gt_ce = loss_entry("gt_ce", 1.0, models=["Student", "Teacher"], key="logits")

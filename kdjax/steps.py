@@ -1,4 +1,6 @@
-"""The pure train and eval steps. Nothing here knows about devices; `parallel.py` assembles the jit signature."""
+"""What one step computes: the TrainState, the optimizer from `config.optim`, and the pure train and eval steps.
+
+Nothing here knows about devices; `kdjax/runtime/mesh.py` assembles the jit signature."""
 
 from typing import Any
 
@@ -7,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from kdjax.distill_model import DistillationModel, normalize
+from kdjax.errors import ConfigError
+from kdjax.models.distillation import DistillationModel, normalize
 
 LOSS_PARAMS = "_losses"  # key of learnable loss-side modules (MGD generator, AFD attention) in state.params
 
@@ -23,6 +26,48 @@ class TrainState:
     nonfinite_counts: Any = None  # {check name: in how many dropped steps it was NaN/inf}, see nonfinite_checks
     loss_state: Any = None  # non-gradient loss state (CRD memory banks), CombinedLoss.init_state / apply; None if none
 
+
+# ---- optimizer ------------------------------------------------------------------------------------------------
+def lr_schedule(optim, steps_per_epoch: int, total_steps: int):
+    base = float(optim.lr)
+    warmup = int(round(float(optim.get("warmup_epochs", 0.0)) * steps_per_epoch))
+    warmup = min(warmup, max(total_steps - 1, 0))
+    kind = optim.get("schedule", "cosine")
+    if kind == "cosine":
+        main = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1))
+    elif kind == "step":
+        boundaries = {int(e * steps_per_epoch) - warmup: float(optim.get("decay_rate", 0.1))
+                      for e in optim.get("milestones", ())}
+        main = optax.piecewise_constant_schedule(base, {b: r for b, r in boundaries.items() if b > 0})
+    elif kind == "constant":
+        main = optax.constant_schedule(base)
+    else:
+        raise ConfigError("optim.schedule", f"unknown schedule {kind!r}; use 'cosine', 'step' or 'constant'")
+    if warmup <= 0:
+        return main
+    return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), main], [warmup])
+
+
+def build_optimizer(optim, steps_per_epoch: int, total_steps: int):
+    """Returns (optax transformation, schedule). Weight decay is PyTorch/Paddle-style L2 added to the gradient."""
+    schedule = lr_schedule(optim, steps_per_epoch, total_steps)
+    name = optim.get("name", "sgd")
+    wd = float(optim.get("weight_decay", 0.0))
+    if name == "sgd":
+        inner = optax.sgd(schedule, momentum=float(optim.get("momentum", 0.9)) or None,
+                          nesterov=bool(optim.get("nesterov", False)))
+    elif name == "adamw":
+        return optax.adamw(schedule, weight_decay=wd), schedule
+    else:
+        raise ConfigError("optim.name", f"unknown optimizer {name!r}; use 'sgd' or 'adamw'")
+    tx = optax.chain(optax.add_decayed_weights(wd), inner) if wd else inner
+    clip = float(optim.get("grad_clip_norm", 0.0) or 0.0)
+    if clip > 0:
+        tx = optax.chain(optax.clip_by_global_norm(clip), tx)
+    return tx, schedule
+
+
+# ---- state and steps ----------------------------------------------------------------------------------------------
 
 def nonfinite_checks(losses=None):
     """What a step checks for NaN/inf: the total loss, each loss term, the gradients, the updated state."""

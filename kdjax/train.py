@@ -3,16 +3,23 @@
 import copy
 import json
 import os
+from typing import Optional
 
 import jax
 import ml_collections
 
-from kdjax.config_check import check_config, check_data, check_inits, check_workdir
-from kdjax.config_defaults import loss_entry
-from kdjax.data.sources import open_source
-from kdjax.errors import ConfigError
-from kdjax.export import is_export_dir
-from kdjax.phase import Phase
+from kdjax.config.check import check
+from kdjax.config.defaults import loss_entry
+from kdjax.config.identity import identity
+from kdjax.data.preprocess import record
+from kdjax.errors import CheckpointError, ConfigError, KdjaxError
+from kdjax.runtime.distributed import barrier
+from kdjax.runtime.lock import hold_workdir
+from kdjax.runtime.oserrors import describe
+from kdjax.runtime.workdir import (SUMMARY_FILE, check_workdir, check_workdir_path, compare_workdir, move_aside,
+                                   write_summary)
+from kdjax.weights.export_dir import is_export_dir
+from kdjax.trainer import Trainer
 
 TRAIN_FIRST = "train"
 
@@ -39,7 +46,7 @@ _PRETRAIN_FIELDS = (("train.batch_size", "pretrain.batch_size"), ("train.epochs"
 
 def _pretrain_phase(config, name, phase_dir, train_src, test_src, info):
     try:
-        return Phase(pretrain_config(config, name), phase_dir, train_src, test_src, info, f"train {name}")
+        return Trainer(pretrain_config(config, name), phase_dir, train_src, test_src, info, f"train {name}")
     except ConfigError as e:
         for ours, theirs in _PRETRAIN_FIELDS:
             if e.field.startswith(ours):
@@ -47,28 +54,24 @@ def _pretrain_phase(config, name, phase_dir, train_src, test_src, info):
         raise
 
 
-def _barrier(name: str):
-    """Wait for every process (multi-host runs), so process 0's workdir changes are seen by all."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
 def run(config, workdir: str, restart: bool = False) -> dict:
     """Train and export; returns {"eval": eval dict, "export_dir": path, "pretrained": {name: export dir}}.
 
     Every check (config, inits, data, model output shapes, devices, workdir) runs before anything is written to
-    `workdir`; `restart` then moves an existing run there aside (`WORKDIR.old-DATE`) and starts fresh.
+    `workdir`; then the workdir is locked (one writer, kdjax/runtime/lock.py), and `restart` moves an existing run
+    there aside (`WORKDIR.old-DATE`) and starts fresh. A finished run run again changes nothing. An OS failure
+    (disk full, read-only, permission) is one CheckpointError saying what is saved and how to resume.
     """
     config = copy.deepcopy(config)
     workdir = os.path.abspath(workdir)
-    check_config(config)
-    train_src, info = open_source(config.data, "train")
-    test_src, _ = open_source(config.data, "test")
-    check_data(config, info, train=train_src, test=test_src)
-    check_inits(config, int(config.data.get("num_classes") or info.num_classes))
-    is_main = jax.process_index() == 0
+    check_workdir_path(workdir)
+    checked = check(config)
+    train_src, test_src, info = checked.train, checked.test, checked.info
+
+    mine = identity(config, checked)  # what this run computes and is built from (init and data fingerprints)
+    done = None if restart else _finished_same_run(workdir, mine)
+    if done is not None:  # nothing to do, nothing written
+        return _already_finished(config, workdir, done)
 
     # Build every phase first: their constructors check captures, output shapes, classes and the device mesh.
     pretrain_phases = {}
@@ -81,16 +84,62 @@ def run(config, workdir: str, restart: bool = False) -> dict:
         pretrain_phases[name] = (_pretrain_phase(config, name, phase_dir, train_src, test_src, info), export_dir)
         with distill_config.unlocked():
             distill_config.models[name].init = export_dir
-    phase = Phase(distill_config, workdir, train_src, test_src, info, "distill")
+    phase = Trainer(distill_config, workdir, train_src, test_src, info, "distill")
 
+    if not restart:
+        compare_workdir(workdir, mine)  # read-only: a workdir holding another run is refused before any write
+    lock = None
+    try:
+        lock = hold_workdir(workdir)
+        return _run_locked(config, workdir, restart, mine, phase, pretrain_phases, lock)
+    except OSError as e:
+        raise CheckpointError(os_failure(e, workdir)) from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def os_failure(e: OSError, workdir: str) -> str:
+    """One line for a disk full / read-only / permission failure: the OS reason, what is saved, how to resume."""
+    saved = saved_progress(workdir)
+    if saved.startswith("Nothing"):
+        return f"{describe(e)}. Nothing of this run was saved yet; once fixed, run the same command again."
+    return f"{describe(e)}. {saved}; once fixed, run the same command again to resume from there."
+
+
+def _finished_same_run(workdir: str, mine: dict):
+    """The summary of a finished run of this very identity in `workdir`, else None (never raises: a workdir that
+    holds something else is refused later, after the remaining checks)."""
+    try:
+        same = compare_workdir(workdir, mine) == "same"
+    except KdjaxError:
+        return None
+    return finished_summary(workdir) if same else None
+
+
+def _already_finished(config, workdir: str, summary: dict) -> dict:
+    if jax.process_index() == 0:
+        try:
+            print(summary_table(config, summary["eval"], summary.get("export_dir", os.path.join(workdir, "export"))),
+                  flush=True)
+        except (KeyError, TypeError, ValueError):  # a summary of an older kdjax
+            print(json.dumps(summary.get("eval"), indent=2), flush=True)
+        print(f"This run is already finished ({os.path.join(workdir, 'summary.json')}); nothing was changed. "
+              f"To train it again, pass --restart (moves it aside) or use a new --workdir.", flush=True)
+    return summary
+
+
+def _run_locked(config, workdir, restart, mine, phase, pretrain_phases, lock):
+    is_main = jax.process_index() == 0
     if restart and is_main:
-        from kdjax.workdir import move_aside
-
-        move_aside(workdir)
-    _barrier("kdjax_workdir_moved")
+        moved = move_aside(workdir)
+        if moved and not moved.startswith(workdir + os.sep):  # the lock file moved with the old run
+            lock.release()
+            lock.acquire()
+    barrier("kdjax_workdir_moved")
     os.makedirs(workdir, exist_ok=True)
-    check_workdir(config, workdir)
-    _barrier("kdjax_config_written")
+    check_workdir(workdir, mine)
+    barrier("kdjax_config_written")
 
     pretrained = {}
     for name, (pre, export_dir) in pretrain_phases.items():
@@ -110,11 +159,11 @@ def run(config, workdir: str, restart: bool = False) -> dict:
     result = phase.train(os.path.join(workdir, "export"))
     if result.get("preempted"):
         return result
-    summary = {"eval": result, "export_dir": os.path.join(workdir, "export"), "pretrained": pretrained}
+    summary = {"eval": result, "export_dir": os.path.join(workdir, "export"), "pretrained": pretrained,
+               "dataset": record(phase.info)}
     if is_main:
         print(summary_table(config, result, summary["export_dir"]), flush=True)
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        write_summary(workdir, summary)
     return summary
 
 
@@ -134,7 +183,44 @@ def summary_table(config, result: dict, export_dir: str) -> str:
     return "\n".join(lines)
 
 
-def check_export_model(config):
-    if config.export_model not in config.models:
-        raise ConfigError("export_model", f"{config.export_model!r} is not a model; models are "
-                                          f"{', '.join(config.models)}")
+# ---- what a workdir holds -------------------------------------------------------------------------------------
+
+def finished_summary(workdir: str) -> Optional[dict]:
+    """The summary of a finished run in `workdir` (summary.json beside a complete export), else None."""
+    try:
+        with open(os.path.join(workdir, SUMMARY_FILE), "rb") as f:
+            summary = json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or not isinstance(summary.get("eval"), dict):
+        return None
+    if not is_export_dir(os.path.join(workdir, "export")):  # this workdir's (summary.json may name another path)
+        return None
+    return summary
+
+
+def _steps(directory: str):
+    try:
+        return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+    except OSError:
+        return []
+
+
+def saved_progress(workdir: str) -> str:
+    """What the workdir holds that a rerun resumes from, in one sentence."""
+    parts = []
+    pretrain = os.path.join(workdir, "pretrain")
+    for name in sorted(os.listdir(pretrain)) if os.path.isdir(pretrain) else []:
+        phase = os.path.join(pretrain, name)
+        if is_export_dir(os.path.join(phase, "export")):
+            parts.append(f"the trained {name} ({os.path.join(phase, 'export')})")
+        elif _steps(os.path.join(phase, "checkpoints")):
+            parts.append(f"{name}'s checkpoint step {_steps(os.path.join(phase, 'checkpoints'))[-1]}")
+    steps = _steps(os.path.join(workdir, "checkpoints"))
+    if steps:
+        parts.append(f"checkpoint step {steps[-1]} ({os.path.join(workdir, 'checkpoints')})")
+    if is_export_dir(os.path.join(workdir, "export")):
+        parts.append(f"the export ({os.path.join(workdir, 'export')})")
+    if not parts:
+        return "Nothing was saved yet"
+    return "Saved and intact: " + ", ".join(parts)

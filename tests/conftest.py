@@ -1,4 +1,8 @@
-"""Shared test fixtures: repo paths and a tiny, real-data version of the default config."""
+"""Shared test fixtures: repo paths and a tiny, real-data version of the default config.
+
+tests/unit/ holds tests of one piece at a time (losses against golden files and papers, models, data, kernels, weight
+import); tests/e2e/ runs the real training loop or CLI. Every e2e test is marked `slow` (as are the few slow unit
+tests), so `python -m pytest -q -m "not slow" tests` is the quick loop; the README's command runs everything."""
 
 import os
 import sys
@@ -11,7 +15,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 # kdjax's XLA:CPU flags, as `python -m kdjax.main` applies them, before anything starts JAX: runs made in this
 # process then compute exactly what the CLI subprocesses compute (the flags change convolution rounding)
-import kdjax.xla_flags  # noqa: E402,F401
+import kdjax.runtime.xla_flags  # noqa: E402,F401
 
 
 def load_config(path: str, arg: str = None):
@@ -47,3 +51,15 @@ def repo_root():
 @pytest.fixture(scope="session")
 def shared_dir():
     return SHARED
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: runs the real training loop, a CLI or a long computation (deselect with "
+                                       "-m 'not slow')")
+
+
+def pytest_collection_modifyitems(config, items):
+    e2e = os.path.join(REPO, "tests", "e2e") + os.sep
+    for item in items:
+        if str(item.fspath).startswith(e2e):
+            item.add_marker(pytest.mark.slow)

@@ -7,7 +7,10 @@
   transforms.py   per-record resize/crops (variable-size images) augment.py   batch-level flips/crops
   mixing.py       mixup / cutmix soft labels                     options.py   PipelineOptions from config.data
   pipeline.py     train_pipeline / eval_batches                  resumable.py step-count iterator state
-  arrayrecord.py  write TFDS-format ArrayRecord datasets (kdjax.prepare_data)
+  arrayrecord.py  write TFDS-format ArrayRecord datasets (kdjax.tools.prepare_data)
+  decoded.py      batched threaded decoding, decode-once         labels.py    data.label_names_file, every route
+  identity.py     what was read: name, route, fingerprints       stats.py     training-image mean/std, statistics
+  preprocess.py   the eval preprocessing an export records and kdjax.infer applies
 
 Batch keys: "image" uint8 [N, H, W, C]; "label" int32 [N]; "label_mask" float32 [N] with SSLD (0 = unlabeled);
 "soft_label" float32 [N, num_classes] with mixup/cutmix; eval batches add "mask" float32 [N] (0 = padding).

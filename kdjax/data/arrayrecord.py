@@ -55,14 +55,20 @@ class TfdsWriter:
         self.name, self.version, self.description = name, version, description
         label = tfds.features.ClassLabel(names=list(label_names)) if label_names else \
             tfds.features.ClassLabel(num_classes=num_classes)
-        self.features = tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=tuple(image_shape), encoding_format=encoding),
-            "label": label,
-        })
+        self._label = label
+        self._declare_images(image_shape, encoding)
         self._serializer = example_serializer.ExampleSerializer(self.features.get_serialized_info())
         self.examples_per_shard = max(1, int(examples_per_shard))
         self.num_classes = num_classes
         self._splits: List = []
+
+    def _declare_images(self, image_shape, encoding):
+        import tensorflow_datasets as tfds
+
+        self.features = tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=tuple(image_shape), encoding_format=encoding),
+            "label": self._label,
+        })
 
     def _shard_path(self, split: str, shard: int, shards: int) -> str:
         return os.path.join(self.directory, f"{self.name}-{split}.{FILE_FORMAT}-{shard:05d}-of-{shards:05d}")
@@ -101,14 +107,20 @@ class TfdsWriter:
                                                        filepath_template=FILEPATH_TEMPLATE))
         return written
 
-    def finish(self):
-        """Write dataset_info.json, features.json and label names: the dataset is readable from here on."""
+    def finish(self, image_shape=None, encoding="unchanged"):
+        """Write dataset_info.json, features.json and label names: the dataset is readable from here on.
+
+        `image_shape` / `encoding`: what the written images turned out to be (prepare_data learns it while
+        writing), declared in the metadata instead of the constructor's."""
         from google.protobuf import json_format
         from tensorflow_datasets.core.proto import dataset_info_pb2
 
+        if image_shape is not None or encoding != "unchanged":
+            self._declare_images(image_shape or self.features["image"].shape,
+                                 self.features["image"].encoding_format if encoding == "unchanged" else encoding)
         info = dataset_info_pb2.DatasetInfo(name=self.name, version=self.version, description=self.description,
                                             splits=self._splits, file_format=FILE_FORMAT,
-                                            module_name="kdjax.prepare_data")
+                                            module_name="kdjax.tools.prepare_data")
         info.features.CopyFrom(self.features.to_proto())
         self.features.save_config(self.directory)
         self.features.save_metadata(self.directory)

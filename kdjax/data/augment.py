@@ -6,7 +6,10 @@ processes) sees the same views. Teacher and student receive the same augmented i
 sub-model).
 
 `data.augment` names a recipe; its per-record part (for variable-size images) lives in `transforms.py`:
+  auto       (the default) `flip` for the default Fashion-MNIST (clothes are left-right symmetric), `crop` for any
+             data the config names: a flip can change what an image is (digits, text, arrows), a small shift cannot
   none       nothing
+  crop       zero-pad by size/14 (2 px at 28×28), random crop back to size; no flip: keeps every label valid
   flip       random horizontal flip
   crop_flip  zero-pad 2, random crop back to size, flip (small grayscale images)
   cifar      zero-pad 4, random crop back to size, flip (CIFAR recipe)
@@ -16,13 +19,27 @@ sub-model).
 
 import numpy as np
 
-AUGMENTATIONS = ("none", "flip", "crop_flip", "cifar", "imagenet")
+AUGMENTATIONS = ("none", "crop", "flip", "crop_flip", "cifar", "imagenet")
+AUTO = "auto"
 ALIASES = {"imagenet_train": "imagenet", "cifar_train": "cifar"}  # PaddleClas-style names used by presets
-_CROP_PAD = {"crop_flip": 2, "cifar": 4}
+_CROP_PAD = {"crop_flip": 2, "cifar": 4, "crop": -1}  # -1: relative to the image size (size / 14)
+_NO_FLIP = ("crop",)
 
 
 def canonical_augment(kind: str) -> str:
     return ALIASES.get(kind, kind)
+
+
+def resolve_augment(kind: str, default_data: bool) -> str:
+    """`auto` → `flip` on the default Fashion-MNIST, `crop` (label-safe) on data the config names."""
+    kind = canonical_augment(kind)
+    if kind != AUTO:
+        return kind
+    return "flip" if default_data else "crop"
+
+
+def relative_pad(height: int, width: int) -> int:
+    return max(1, int(round(min(height, width) / 14)))
 
 
 def random_flip(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -44,16 +61,20 @@ def random_crop(images: np.ndarray, rng: np.random.Generator, pad: int) -> np.nd
 
 
 class BatchAugment:
-    """grain random map over a batch: optional pad-and-crop, then a random flip."""
+    """grain random map over a batch: optional pad-and-crop (crop_pad -1: size / 14), then a random flip unless
+    the recipe keeps orientation (`crop`)."""
 
     def __init__(self, kind: str, crop_pad: int = 0):
         self.kind, self.crop_pad = kind, crop_pad
+        self.flip = kind not in _NO_FLIP
 
     def __call__(self, batch, rng: np.random.Generator):
         images = batch["image"]
-        if self.crop_pad:
-            images = random_crop(images, rng, self.crop_pad)
-        images = random_flip(images, rng)
+        pad = relative_pad(*images.shape[1:3]) if self.crop_pad < 0 else self.crop_pad
+        if pad:
+            images = random_crop(images, rng, pad)
+        if self.flip:
+            images = random_flip(images, rng)
         return dict(batch, image=np.ascontiguousarray(images))
 
 

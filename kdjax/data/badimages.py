@@ -41,6 +41,16 @@ class SubstituteBadImages:
         raise DataError(f"{min(MAX_CONSECUTIVE, n)} consecutive images could not be read; the data looks broken, "
                         f"not just a few files. Last error: {last}")
 
+    def _getitems(self, indices):
+        """Batched read (the wrapped source's, e.g. threaded decoding); a batch holding a bad image is read record
+        by record, substituting as `__getitem__` does."""
+        from kdjax.data.sources import read_records
+
+        try:
+            return [dict(r, **{BAD_KEY: np.int32(0)}) for r in read_records(self._source, indices)]
+        except BadImage:
+            return [self[i] for i in indices]
+
 
 class BadImageCount:
     """Images skipped so far by this process's iterator (not saved in checkpoints: it restarts at 0)."""

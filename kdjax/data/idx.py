@@ -1,4 +1,5 @@
-"""IDX (MNIST-format) files: the offline default data, as Debian's `dataset-fashion-mnist` installs them."""
+"""Data source `idx`: IDX (MNIST-format) files in the folder `data.data_dir` names, or, when the config names no
+data at all, the offline default: Fashion-MNIST as Debian's `dataset-fashion-mnist` installs it."""
 
 import gzip
 import os
@@ -6,7 +7,24 @@ from typing import Optional
 
 import numpy as np
 
-from kdjax.errors import DataError
+from kdjax.data.decode import scale_to_uint8, to_channels
+from kdjax.data.labels import label_names_from_file
+from kdjax.data.registry import SourceKind, register_source
+from kdjax.errors import ConfigError, DataError
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+FASHION_MNIST_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+_HOW_TO_GET_FASHION_MNIST = (
+    "Fashion-MNIST was not found. Get it one of these ways:\n"
+    "  - Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (installs IDX files in "
+    f"{DEBIAN_FASHION_MNIST});\n"
+    "  - a prepared TFDS directory: `tfds build fashion_mnist --data_dir=DIR --file_format=array_record` on a "
+    "machine with internet, or `python -m kdjax.tools.prepare_data --idx_dir=FOLDER --out_dir=DIR`, then "
+    "--config.data.tfds_data_dir=DIR;\n"
+    "  - the four IDX files (train-images-idx3-ubyte.gz, ...) in a folder: --config.data.data_dir=FOLDER.")
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -47,13 +65,13 @@ def find_idx_file(directory: str, stem: str) -> Optional[str]:
 
 
 def has_idx_split(directory: str, split: str) -> bool:
-    return directory is not None and all(find_idx_file(directory, s) for s in IDX_FILES[split])
+    return directory is not None and split in IDX_FILES and all(find_idx_file(directory, s) for s in IDX_FILES[split])
 
 
 class IdxSource:
     """Random-access source over an IDX image/label pair, held in memory (Fashion-MNIST is 47 MB)."""
 
-    def __init__(self, directory: str, split: str):
+    def __init__(self, directory: str, split: str, channels: int = 0):
         if split not in IDX_FILES:
             raise DataError(f"IDX data has splits {sorted(IDX_FILES)}, not {split!r}")
         paths = [find_idx_file(directory, stem) for stem in IDX_FILES[split]]
@@ -67,7 +85,9 @@ class IdxSource:
             raise DataError(f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels")
         if len(images) == 0:
             raise DataError(f"{paths[0]}: the {split!r} split is empty")
-        self.images = np.ascontiguousarray(images, dtype=np.uint8)
+        if images.dtype != np.uint8:  # scaled by the range of their type, as the image decoder scales
+            images = scale_to_uint8(images, paths[0], "F" if images.dtype.kind == "f" else "I")
+        self.images = np.ascontiguousarray(to_channels_all(images, channels))
         self.labels = labels.astype(np.int32)
         self.image_shape = self.images.shape[1:]
         self.description = f"IDX files in {directory} ({split})"
@@ -83,3 +103,60 @@ class IdxSource:
         idx = np.asarray(indices, dtype=np.int64)
         images, labels = self.images[idx], self.labels[idx]
         return [{"image": images[k], "label": labels[k]} for k in range(len(idx))]
+
+
+def to_channels_all(images: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 [N, H, W, C] → `channels` (0: unchanged), in chunks (the same conversion the image decoder applies)."""
+    if not channels or channels == images.shape[-1]:
+        return images
+    return np.concatenate([to_channels(images[i:i + 8192], channels) for i in range(0, len(images), 8192)])
+
+
+def is_default_fashion_mnist(directory: str) -> bool:
+    return os.path.realpath(directory) == os.path.realpath(DEBIAN_FASHION_MNIST)
+
+
+def _open_idx(data, split):
+    name = data.get("name") or ""
+    split_name = data.get(f"{split}_split", split)
+    channels = int(data.get("channels", 0) or 0)
+    named = data.get("data_dir")
+    if named:  # the folder the config names is what is read, whatever data.name says
+        directory = os.path.abspath(os.path.expanduser(named))
+        if not os.path.isdir(directory):
+            raise ConfigError("data.data_dir", f"{named!r} does not exist")
+        if not has_idx_split(directory, split_name):
+            raise ConfigError("data.data_dir", f"{named!r} lacks the IDX files of split {split_name!r}: expected "
+                                               f"{' and '.join(s + '[.gz]' for s in IDX_FILES[split_name])}"
+                              if split_name in IDX_FILES else f"IDX data has splits {sorted(IDX_FILES)}, not "
+                                                              f"{split_name!r} (data.{split}_split)")
+        default = False
+    elif name in ("", "fashion_mnist"):  # nothing named: the offline default
+        directory, default = DEBIAN_FASHION_MNIST, True
+        if not has_idx_split(directory, split_name):
+            raise DataError(_HOW_TO_GET_FASHION_MNIST)
+    else:
+        raise DataError(f"no data for {name!r} split {split_name!r}: set config.data.tfds_data_dir to a TFDS data "
+                        f"dir holding {name}/ (ArrayRecord), config.data.root to a folder of PaddleClas list files "
+                        f"(train_list.txt, val_list.txt), or config.data.data_dir to a folder of IDX files")
+    source = IdxSource(directory, split_name, channels)
+    names = label_names_from_file(data, int(data.get("num_classes") or 0), directory)
+    if names is None and default:
+        names = FASHION_MNIST_LABELS
+    num_classes = int(data.get("num_classes") or 0) or (len(names) if names else int(source.labels.max()) + 1)
+    source.location, source.default_data = directory, default
+    source.dataset_name = name or ("fashion_mnist" if default else os.path.basename(directory.rstrip("/")))
+    return source, num_classes, names
+
+
+def _check(data):
+    path = data.get("data_dir")
+    if path and not os.path.isdir(os.path.expanduser(path)):
+        raise DataError(f"config.data.data_dir: {path!r} does not exist or is not a directory; fix the path "
+                        f"(or unset it to use the default data)")
+
+
+register_source(SourceKind(
+    "idx", _open_idx, named=lambda data: bool(data.get("data_dir")), fallback=lambda data: True, priority=30,
+    check=_check, field="data.data_dir",
+    summary="IDX (MNIST-format) files in data.data_dir; with no data named, Debian's Fashion-MNIST"))

@@ -4,7 +4,16 @@ from kdjax.data.sources import read_records
 
 
 class IndexedRecords:
-    def __init__(self, source):
+    """Records that also carry their own index as "index"; the pipeline batches it as int32 [N].
+
+    Mixing labeled and unlabeled sources (SSLD) is refused: their records have no single index space."""
+
+    def __init__(self, source, needed_by: str = "losses"):
+        if hasattr(source, "mixed_dataset"):
+            from kdjax.errors import ConfigError
+
+            raise ConfigError(needed_by, "needs the dataset index of every training example; SSLD's mixed "
+                                         "labeled/unlabeled data has none: drop data.unlabeled_* or that setting")
         self._source = source
 
     def __len__(self):

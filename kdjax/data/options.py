@@ -8,7 +8,7 @@ passing each field through.
 import dataclasses
 from typing import Optional, Tuple
 
-from kdjax.data.augment import ALIASES, AUGMENTATIONS, canonical_augment
+from kdjax.data.augment import ALIASES, AUGMENTATIONS, AUTO, resolve_augment
 from kdjax.errors import ConfigError
 
 
@@ -29,9 +29,10 @@ class PipelineOptions:
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
 
-def options_from_config(data, num_classes: int) -> PipelineOptions:
+def options_from_config(data, num_classes: int, default_data: bool = False, image_shape=None) -> PipelineOptions:
+    """`data.augment='auto'` resolves here: `flip` for the default Fashion-MNIST, `crop` for data the config names."""
     opts = PipelineOptions(
-        augment=canonical_augment(str(data.get("augment", "none"))),
+        augment=resolve_augment(str(data.get("augment", "none")), default_data),
         image_size=int(data.get("image_size", 0) or 0),
         eval_crop_ratio=float(data.get("eval_crop_ratio", 0.875)),
         crop_scale=tuple(float(v) for v in data.get("crop_scale", (0.08, 1.0))),
@@ -48,7 +49,7 @@ def options_from_config(data, num_classes: int) -> PipelineOptions:
 def check_options(opts: PipelineOptions, image_shape: Optional[tuple] = None):
     if opts.augment not in AUGMENTATIONS:
         raise ConfigError("data.augment", f"unknown augmentation {opts.augment!r}; use one of "
-                                          f"{', '.join(AUGMENTATIONS + tuple(ALIASES))}")
+                                          f"{', '.join((AUTO,) + AUGMENTATIONS + tuple(ALIASES))}")
     if opts.image_size < 0:
         raise ConfigError("data.image_size", f"{opts.image_size} must be >= 0 (0: the images' own size)")
     if not 0 < opts.eval_crop_ratio <= 1:

@@ -19,7 +19,7 @@ from typing import Optional
 import grain
 import numpy as np
 
-from kdjax.data.augment import canonical_augment, make_batch_augment
+from kdjax.data.augment import AUTO, canonical_augment, make_batch_augment, resolve_augment
 from kdjax.data.badimages import BAD_KEY, BadImageCount, SubstituteBadImages
 from kdjax.data.decode import BadImage
 from kdjax.data.mixing import MixBatch
@@ -78,6 +78,8 @@ class TrainPipeline:
 
 def _resolve_options(source, options: Optional[PipelineOptions], **overrides) -> PipelineOptions:
     opts = options or getattr(source, "options", None) or PipelineOptions()
+    if overrides.get("augment") == AUTO:  # data.augment='auto' was resolved when the source was opened
+        overrides["augment"] = None if options or getattr(source, "options", None) else resolve_augment(AUTO, False)
     opts = dataclasses.replace(opts, **{k: v for k, v in overrides.items() if v is not None})
     opts = dataclasses.replace(opts, augment=canonical_augment(opts.augment))
     check_options(opts, getattr(source, "image_shape", None))

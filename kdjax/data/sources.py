@@ -1,37 +1,26 @@
 """Choose and open a data source from `config.data`; every source yields {"image": uint8 HWC, "label": int}.
 
-`data.source` picks the kind: `tfds` (a prepared TFDS dataset in ArrayRecord format), `list` (PaddleClas list
-files under `data.root`, optionally mixed with `data.unlabeled_list` for SSLD), `idx` (MNIST-format files), or
-`auto`: a prepared TFDS directory if there is one, else list files if `data.root` is set, else IDX files
-(for Fashion-MNIST: Debian's /usr/share/datasets/fashion-mnist, then `data.data_dir`).
-The returned source carries `options` (see options.py) for the pipeline.
+`data.source` names a registered kind (kdjax/data/registry.py; `tfds`, `list`, `idx`) or is `auto`: the data you
+name wins. `auto` reads the kind whose location field is set (`data.tfds_data_dir`, `data.root`, `data.data_dir`;
+naming several is an error asking for `data.source`); only with none of them set does it fall back to the default
+data (a prepared TFDS dataset in the default TFDS dir, else Debian's Fashion-MNIST IDX files). With
+`data.unlabeled_list` / `unlabeled_split` the train split is an SSLD mixture. The returned source carries `options`
+(see options.py) for the pipeline, and the DatasetInfo says what was read (identity.py).
 """
 
 import dataclasses
-import os
 from typing import List, Optional, Tuple
 
-from kdjax.data.idx import IdxSource, has_idx_split
-from kdjax.data.listfile import ListFileSource, read_label_names, resolve
+import importlib
+import pkgutil
+
+import ml_collections
+
+import kdjax.data
 from kdjax.data.options import check_options, options_from_config
+from kdjax.data.registry import source_kinds
 from kdjax.data.ssld import SsldSource
-from kdjax.data.tfds_source import TfdsSource, tfds_prepared, tfds_root
-from kdjax.errors import ConfigError, DataError
-
-SOURCES = ("auto", "tfds", "list", "idx")
-DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-
-FASHION_MNIST_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-_HOW_TO_GET_FASHION_MNIST = (
-    "Fashion-MNIST was not found. Get it one of these ways:\n"
-    "  - Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (installs IDX files in "
-    f"{DEBIAN_FASHION_MNIST});\n"
-    "  - a prepared TFDS directory: `tfds build fashion_mnist --data_dir=DIR --file_format=array_record` on a "
-    "machine with internet, or `python -m kdjax.prepare_data --idx_dir=FOLDER --out_dir=DIR`, then "
-    "--config.data.tfds_data_dir=DIR;\n"
-    "  - the four IDX files (train-images-idx3-ubyte.gz, ...) in a folder: --config.data.data_dir=FOLDER.")
+from kdjax.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -40,6 +29,13 @@ class DatasetInfo:
     label_names: Optional[List[str]]
     image_shape: Tuple[int, int, int]
     description: str
+    identity: Optional[dict] = None   # what was read (identity.py); "train"/"test": split sizes and fingerprints
+    reopen: Optional[dict] = None     # config.data fields that open the test split again (kdjax.infer)
+    mean: Optional[tuple] = None      # the normalisation (config, or computed from the training images: stats.py)
+    std: Optional[tuple] = None
+    stats: Optional[dict] = None      # pixel statistics of the training images
+    normalization: str = "unset"      # "config" | "computed"
+    preprocess: Optional[dict] = None  # the evaluation preprocessing an export records (preprocess.py)
 
 
 def read_records(source, indices):
@@ -70,111 +66,115 @@ class LimitedSource:
         return read_records(self._source, indices)
 
 
-def open_source(data, split: str):
+def open_source(data, split: str, *, channels: int = 0, decode_once: bool = True):
     """Return (source, DatasetInfo) for `split` ("train" or "test") following `config.data`.
 
     `config.data.<split>_limit` > 0 keeps only the first that many examples. With `data.unlabeled_list` (list
     files) or `data.unlabeled_split` (TFDS) the train split is an SSLD mixture whose records carry `label_mask`.
+    `channels` (when data.channels is 0) makes the images that many channels: the test split takes the training
+    split's, an export's evaluation the export's. `decode_once`: decode the split into memory when it fits
+    `data.decode_once_mb` (decoded.py).
     """
+    from kdjax.data.identity import dataset_identity, reopen_fields, split_identity
+
+    if channels and not int(data.get("channels", 0) or 0):
+        data = _with(data, channels=int(channels))
     kind = _kind(data)
-    source, num_classes, label_names = _OPENERS[kind](data, split)
+    source, num_classes, label_names = kind.open(data, split)
     limit = int(data.get(f"{split}_limit", 0) or 0)
     if limit:
         source = LimitedSource(source, limit)
+    if decode_once:
+        _decode_once(source, data)
     if split == "train":
         source = _with_unlabeled(data, kind, source)
     num_classes = int(data.get("num_classes") or num_classes)
-    options = options_from_config(data, num_classes)
-    check_options(options, source.image_shape)
+    shape = getattr(source, "image_shape", None)
+    options = options_from_config(data, num_classes, default_data=bool(getattr(_inner(source), "default_data", 0)),
+                                  image_shape=shape)
+    check_options(options, shape)
     source.options = options
-    return source, DatasetInfo(num_classes, label_names, _image_shape(source, options), source.description)
+    image_shape = _image_shape(source, options)
+    identity = dataset_identity(kind.name, source, num_classes, label_names, image_shape[-1])
+    identity[split] = split_identity(source, data.get(f"{split}_split", split))
+    info = DatasetInfo(num_classes, label_names, image_shape, source.description, identity=identity,
+                       reopen=reopen_fields(data, kind.name, _inner(source), split) if split == "test" else None)
+    return source, info
 
 
-def _kind(data) -> str:
-    kind = data.get("source", "auto")
-    if kind not in SOURCES:
-        raise ConfigError("data.source", f"unknown source {kind!r}; use one of {', '.join(SOURCES)}")
-    if kind != "auto":
-        return kind
-    if tfds_prepared(data.get("name", "fashion_mnist"), data.get("tfds_data_dir")):
-        return "tfds"
-    return "list" if data.get("root") else "idx"
+def _with(data, **fields):
+    copy = ml_collections.ConfigDict(data.to_dict() if hasattr(data, "to_dict") else dict(data))
+    copy.update(fields)
+    return copy
 
 
-def _open_tfds(data, split):
-    name, data_dir = data.get("name", "fashion_mnist"), data.get("tfds_data_dir")
-    if not tfds_prepared(name, data_dir):
-        raise DataError(f"no prepared TFDS dataset {name!r} in {tfds_root(data_dir)} (set config.data.tfds_data_dir "
-                        f"to the directory holding {name}/; `python -m kdjax.prepare_data` writes one)")
-    source = TfdsSource(name, data.get(f"{split}_split", split), data_dir)
-    labels = source.label_names or (FASHION_MNIST_LABELS if name == "fashion_mnist" else None)
-    return source, source.num_classes, labels
+def _inner(source):
+    from kdjax.data.identity import innermost
+
+    return innermost(getattr(source, "labeled", source))
 
 
-def _num_classes_for_lists(data) -> Tuple[int, Optional[List[str]]]:
-    names_file = data.get("label_names_file")
-    num_classes = int(data.get("num_classes") or 0)
-    names = read_label_names(resolve(data.get("root"), names_file), num_classes) if names_file else None
-    num_classes = num_classes or (len(names) if names else 0)
-    if num_classes <= 0:
-        raise ConfigError("data.num_classes", "list files need the number of classes: set data.num_classes (or "
-                                              "data.label_names_file)")
-    return num_classes, names
+def _decode_once(source, data):
+    """Decode the split (its first `len(source)` records) into memory when it fits data.decode_once_mb."""
+    budget = float(data.get("decode_once_mb", 1024) or 0)
+    inner = _inner(source)
+    if budget > 0 and hasattr(inner, "decode_all") and inner.decode_all(len(source), budget):
+        images = inner.in_memory_images()
+        size = f"{images.nbytes / 2 ** 20:.0f} MB, " if images is not None else ""
+        _say(f"decoded {inner.decoded} images of {inner.description} into memory ({size}{inner.decode_seconds:.1f} s; "
+             f"data.decode_once_mb={budget:g})")
 
 
-def _open_list(data, split):
-    root = data.get("root")
-    if not root:
-        raise ConfigError("data.root", "source='list' needs the image root directory (data.root)")
-    if not os.path.isdir(root):
-        raise DataError(f"image root {root} (config.data.root) does not exist")
-    list_path = data.get(f"{split}_list") or ("train_list.txt" if split == "train" else "val_list.txt")
-    num_classes, names = _num_classes_for_lists(data)
-    return ListFileSource(root, list_path, num_classes=num_classes), num_classes, names
+def _say(message: str):
+    import jax
+
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
-def _open_idx(data, split):
-    name = data.get("name", "fashion_mnist")
-    split_name = data.get(f"{split}_split", split)
-    # Fashion-MNIST: Debian's copy first, then data_dir (the documented lookup order; both hold the same files).
-    candidates = [DEBIAN_FASHION_MNIST] if name == "fashion_mnist" else []
-    if data.get("data_dir"):
-        if not os.path.isdir(data.data_dir):
-            raise ConfigError("data.data_dir", f"{data.data_dir!r} does not exist")
-        candidates.append(data.data_dir)
-    for directory in candidates:
-        if has_idx_split(directory, split_name):
-            source = IdxSource(directory, split_name)
-            labels = FASHION_MNIST_LABELS if name == "fashion_mnist" else None
-            num_classes = len(labels) if labels else int(source.labels.max()) + 1
-            return source, num_classes, labels
-    if name == "fashion_mnist":
-        raise DataError(_HOW_TO_GET_FASHION_MNIST)
-    raise DataError(f"no data for {name!r} split {split_name!r}: set config.data.tfds_data_dir to a TFDS data dir "
-                    f"holding {name}/ (ArrayRecord), config.data.root to a folder of PaddleClas list files "
-                    f"(train_list.txt, val_list.txt), or config.data.data_dir to a folder of IDX files")
+def check_data_config(data) -> None:
+    """config.data before any file is read: the source name, and every registered source's own fields."""
+    _kind(data)  # an unknown data.source is refused here
+    for kind in source_kinds().values():
+        if kind.check is not None:
+            kind.check(data)
 
 
-_OPENERS = {"tfds": _open_tfds, "list": _open_list, "idx": _open_idx}
+def _kind(data):
+    """The source kind to read: data.source, or (auto) the one whose location the config names, or the default."""
+    kinds = source_kinds()
+    name = data.get("source", "auto")
+    if name != "auto":
+        if name not in kinds:
+            raise ConfigError("data.source", f"unknown source {name!r}; use one of "
+                                             f"{', '.join(['auto'] + list(kinds))}")
+        return kinds[name]
+    named = [kind for kind in kinds.values() if kind.named(data)]
+    if len(named) > 1:
+        fields = ", ".join(f"{k.field}={data.get(k.field.split('.')[-1])!r}" for k in named)
+        raise ConfigError("data.source", f"is 'auto' but the config names data for several sources ({fields}); "
+                                         f"set data.source to {' or '.join(repr(k.name) for k in named)}, or unset "
+                                         f"the others")
+    if named:
+        return named[0]
+    return next(kind for kind in kinds.values() if kind.fallback is not None and kind.fallback(data))
 
 
-def _with_unlabeled(data, kind: str, labeled):
+def _with_unlabeled(data, kind, labeled):
     """The SSLD mixture when an unlabeled list/split is configured, else `labeled` unchanged."""
-    unlabeled_list, unlabeled_split = data.get("unlabeled_list"), data.get("unlabeled_split")
-    if not unlabeled_list and not unlabeled_split:
-        return labeled
-    ratio = float(data.get("unlabeled_ratio", 0.5))
-    if unlabeled_list:
-        if kind != "list":
-            raise ConfigError("data.unlabeled_list", f"needs data.source='list' (this is {kind!r}); with TFDS "
-                                                     f"use data.unlabeled_split")
-        unlabeled = ListFileSource(data.root, unlabeled_list, num_classes=0, labeled=False)
-    else:
-        if kind != "tfds":
-            raise ConfigError("data.unlabeled_split", f"needs data.source='tfds' (this is {kind!r}); with list "
-                                                      f"files use data.unlabeled_list")
-        unlabeled = TfdsSource(data.get("name"), unlabeled_split, data.get("tfds_data_dir"))
-    return SsldSource(labeled, unlabeled, ratio)
+    for field in ("unlabeled_list", "unlabeled_split"):
+        if not data.get(field):
+            continue
+        if kind.unlabeled_field != field:
+            readers = [k.name for k in source_kinds().values() if k.unlabeled_field == field]
+            raise ConfigError(f"data.{field}", f"needs data.source={' or '.join(map(repr, readers))} (this is "
+                                               f"{kind.name!r})")
+        unlabeled = kind.open_unlabeled(data)
+        if hasattr(unlabeled, "channels"):  # the labeled images' channels
+            unlabeled.channels = int(getattr(_inner(labeled), "channels", 0) or unlabeled.channels)
+            unlabeled.image_shape = tuple(unlabeled.image_shape[:2]) + (unlabeled.channels or 3,)
+        return SsldSource(labeled, unlabeled, float(data.get("unlabeled_ratio", 0.5)))
+    return labeled
 
 
 def _image_shape(source, options) -> Tuple[int, int, int]:
@@ -186,3 +186,9 @@ def _image_shape(source, options) -> Tuple[int, int, int]:
     if options.image_size:
         return (options.image_size, options.image_size, int(shape[2]))
     return tuple(int(v) for v in shape)
+
+
+
+# every module of kdjax.data is imported, so each source module registers its SourceKind (a new source is one file)
+for _module in pkgutil.iter_modules(kdjax.data.__path__):
+    importlib.import_module(f"kdjax.data.{_module.name}")

@@ -55,18 +55,25 @@ def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator, 
     return _to_array(_to_pil(image).resize((size, size), _BILINEAR, box=box))
 
 
-def resize_center_crop(image: np.ndarray, size: int, crop_ratio: float = 0.875) -> np.ndarray:
-    """Resize the shorter side to round(size / crop_ratio), then cut the centred size × size square."""
+def resize_center_crop(image: np.ndarray, size, crop_ratio: float = 0.875) -> np.ndarray:
+    """Resize the shorter side to round(size / crop_ratio), then cut the centred size × size window.
+
+    `size` is an int or (height, width) (then the image is scaled so the window fits at that ratio). Images already
+    at the target size pass through unchanged. Evaluation and `kdjax.infer` both use this (data/preprocess.py)."""
+    th, tw = (size, size) if np.isscalar(size) else (int(size[0]), int(size[1]))
     h, w = image.shape[:2]
-    if h == size and w == size:
+    if h == th and w == tw:
         return image
-    short = max(size, int(round(size / crop_ratio)))
-    scale = short / min(h, w)
-    new_h, new_w = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
+    if th == tw:
+        short = max(th, int(round(th / crop_ratio)))
+        scale = short / min(h, w)
+    else:
+        scale = max(int(round(th / crop_ratio)) / h, int(round(tw / crop_ratio)) / w)
+    new_h, new_w = max(th, int(round(h * scale))), max(tw, int(round(w * scale)))
     # Crop in the resized frame, expressed as a box in the source frame, so PIL resizes only what is kept.
-    top, left = (new_h - size) // 2, (new_w - size) // 2
-    box = (left / scale, top / scale, (left + size) / scale, (top + size) / scale)
-    return _to_array(_to_pil(image).resize((size, size), _BILINEAR, box=box))
+    top, left = (new_h - th) // 2, (new_w - tw) // 2
+    box = (left / scale, top / scale, (left + tw) / scale, (top + th) / scale)
+    return _to_array(_to_pil(image).resize((tw, th), _BILINEAR, box=box))
 
 
 class TrainRecordTransform:

@@ -14,7 +14,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.feature import adaptive_avg_pool
+from kdjax.losses.feature_ops import adaptive_avg_pool
+from kdjax.losses.heads import BatchStatNorm
+from kdjax.losses.registry import LossSpec, positive_int, register_loss
 from kdjax.losses.numerics import F32, f32, l2_normalize, softmax
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -56,18 +58,6 @@ def afd_attention_loss(p_t, p_s, bilinear_key, query, values_s, values_t, n_t):
     return jnp.sum(per), per
 
 
-class _BatchStatNorm(nn.Module):
-    """BatchNorm1D in training mode (batch mean, biased variance, eps 1e-5), learnable scale/bias."""
-
-    @nn.compact
-    def __call__(self, x):
-        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],), F32)
-        bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],), F32)
-        mean = jnp.mean(x, axis=0)
-        var = jnp.mean(jnp.square(x - mean), axis=0)
-        return (x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias
-
-
 class LinearBN(nn.Module):
     """Linear -> BatchNorm1D (-> ReLU)."""
 
@@ -78,7 +68,7 @@ class LinearBN(nn.Module):
     def __call__(self, x):
         x = nn.Dense(self.features, kernel_init=nn.initializers.xavier_uniform(),
                      precision=HIGHEST, param_dtype=F32, dtype=F32, name="linear")(x)
-        x = _BatchStatNorm(name="bn")(x)
+        x = BatchStatNorm(name="bn")(x)
         return nn.relu(x) if self.relu else x
 
 
@@ -150,3 +140,23 @@ def afd_init(rng, s_feats, t_feats, qk_dim: int = 128) -> dict:
 def afd_loss(params, s_feats, t_feats, qk_dim: int = 128):
     """(total, per-teacher-feature losses) for lists of NHWC student and teacher feature maps."""
     return _module(s_feats, t_feats, qk_dim).apply({"params": params}, list(s_feats), list(t_feats))
+
+
+def _shapes(e, s, t):
+    if any(len(x) != 4 for x in list(s) + list(t)):
+        return f"needs NHWC feature maps, got {[list(x) for x in list(s) + list(t)]}"
+    return None
+
+
+def _compute(e, a, b, ctx):
+    total, _ = afd_loss(ctx.params, [a[k] for k in e.s_keys], [b[k] for k in e.t_keys], e.params["qk_dim"])
+    return (total,)
+
+
+register_loss(LossSpec(
+    "afd", "attention-based feature distillation (AFDLoss + LinearTransform heads)", "AFD: Ji et al., AAAI 2021",
+    "pairs", "unused", dict(qk_dim=128), _compute, checks=dict(qk_dim=positive_int), shape_check=_shapes,
+    learnable=True, multi_key=True,
+    init=lambda e, a, b, rng: afd_init(rng, [a[k] for k in e.s_keys], [b[k] for k in e.t_keys], e.params["qk_dim"]),
+    # the heads' BatchNorms normalise with the statistics of the whole batch
+    separable=False))

@@ -16,10 +16,9 @@ from typing import Any, Dict, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.config import parse_entries, term_names
+from kdjax.losses.entries import check_shapes, parse_entries, term_names
 from kdjax.losses.numerics import F32, f32
 from kdjax.losses.registry import Ctx
-from kdjax.losses.validate import check_shapes
 
 
 class CombinedLoss:

@@ -23,8 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from kdjax.data.indexed import IndexedRecords as _IndexedRecords
-from kdjax.losses.hints import TORCH_DEFAULT_KERNEL, torch_uniform_bias
+from kdjax.losses.heads import TORCH_DEFAULT_KERNEL, torch_uniform_bias
+from kdjax.losses.registry import LossSpec, positive, positive_int, register_loss, unit_interval
 from kdjax.losses.numerics import F32, f32, l2_normalize
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -122,18 +122,29 @@ def crd_loss(params, state, s_feat, t_feat, indices, *, rng=None, contrast_idx=N
     return loss, new_state
 
 
-class IndexedRecords(_IndexedRecords):
-    """A training source whose records also carry their own index as "index" (CRD's memory rows).
+def _shapes(e, s, t):
+    if len(s) < 2 or len(t) < 2:
+        return f"needs [N, D] features (or maps, flattened per sample), got student {list(s)} and teacher {list(t)}"
+    return None
 
-    The pipeline's batching (`kdjax/data/pipeline.py::_stack`) keeps the key as int32 [N]. Mixing labeled and
-    unlabeled sources (SSLD) is not supported: their records have no single index space.
-    """
 
-    def __init__(self, source):
-        if hasattr(source, "mixed_dataset"):
-            from kdjax.errors import ConfigError
+def _compute(e, a, b, ctx):
+    if ctx.indices is None:
+        raise ValueError(f"losses[{e.index}] (crd) needs the dataset index of every example: pass indices= "
+                         "(the training pipeline adds batch['index'] when a loss needs it)")
+    p = e.params
+    value, state = crd_loss(ctx.params, ctx.state, a[e.s_key], b[e.t_key], ctx.indices, rng=ctx.rng,
+                            nce_k=p["nce_k"], nce_t=p["nce_t"], nce_m=p["nce_m"])
+    return (value,), state
 
-            raise ConfigError("losses", "'crd' needs the dataset index of every training example; SSLD's mixed "
-                                        "labeled/unlabeled data has none: drop data.unlabeled_* or the crd entry")
-        super().__init__(source)
 
+register_loss(LossSpec(
+    "crd", "contrastive representation distillation with memory banks", "CRD: Tian et al., ICLR 2020", "pairs",
+    "unused", dict(feat_dim=128, nce_k=16384, nce_t=0.07, nce_m=0.5), _compute,
+    checks=dict(feat_dim=positive_int, nce_k=positive_int, nce_t=positive, nce_m=unit_interval), shape_check=_shapes,
+    learnable=True, init=lambda e, a, b, rng: crd_init(rng, a[e.s_key], b[e.t_key], e.params["feat_dim"]),
+    state_init=lambda e, num_data, rng: crd_state_init(rng, num_data, e.params["feat_dim"]),
+    needs_index=True, needs_rng=True,
+    # the normalisation constants are set from the first batch, and the memory rows a batch updates are read by
+    # the next micro-batch's negatives: splitting a batch changes the result
+    separable=False))

@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kdjax.losses.registry import REQUIRED, LossSpec, number, positive_int, register_loss, unit_interval
 from kdjax.losses.numerics import F32, f32
 
 # kaiming_normal(mode='fan_out', nonlinearity='relu'), paddle's default zero bias
@@ -77,3 +78,28 @@ def mgd_loss(params, s_feat, t_feat, *, alpha_mgd: float = 1.756, lambda_mgd: fl
     mask = mgd_mask(mask_uniform, lambda_mgd).reshape(s.shape[0], 1, 1, t.shape[-1])
     new = _generator(s, t).apply({"params": params}, s, mask)
     return alpha_mgd * jnp.mean(jnp.square(new - t))
+
+
+def _shapes(e, s, t):
+    p = e.params
+    if len(s) != 4 or len(t) != 4 or s[1:3] != t[1:3]:
+        return f"needs NHWC maps of equal H and W, got student {list(s)} and teacher {list(t)}"
+    if s[3] != p["student_channels"] or t[3] != p["teacher_channels"]:
+        return (f"params say {p['student_channels']} -> {p['teacher_channels']} channels but the features have "
+                f"{s[3]} -> {t[3]}; set params.student_channels / teacher_channels to match")
+    return None
+
+
+def _compute(e, a, b, ctx):
+    p = e.params
+    return (mgd_loss(ctx.params, a[e.s_key], b[e.t_key], alpha_mgd=p["alpha_mgd"], lambda_mgd=p["lambda_mgd"],
+                     rng=ctx.rng),)
+
+
+register_loss(LossSpec(
+    "mgd", "masked generative distillation (DistillationPairLoss + MGDLoss)", "MGD: Yang et al., ECCV 2022", "pairs",
+    "unused", dict(student_channels=REQUIRED, teacher_channels=REQUIRED, alpha_mgd=1.756, lambda_mgd=0.15), _compute,
+    checks=dict(student_channels=positive_int, teacher_channels=positive_int, alpha_mgd=number,
+                lambda_mgd=unit_interval),
+    shape_check=_shapes, learnable=True, init=lambda e, a, b, rng: mgd_init(rng, a[e.s_key], b[e.t_key]),
+    needs_rng=True))

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kdjax.losses.registry import REQUIRED, LossSpec, positive_int, register_loss
 from kdjax.losses.numerics import F32, f32, l2_normalize
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -51,3 +52,23 @@ def pefd_loss(params, s_feat, t_feat, num_projectors: int = 3):
     fs = l2_normalize(fs.reshape(fs.shape[0], -1), 1)
     ft = l2_normalize(t.reshape(t.shape[0], -1), 1)
     return jnp.mean(1.0 - jnp.sum(fs * ft, axis=1))
+
+
+def _shapes(e, s, t):
+    p = e.params
+    if len(s) not in (2, 4) or len(s) != len(t) or s[1:-1] != t[1:-1]:
+        return (f"needs [N, C] features or NHWC maps of equal H and W on both sides, got student {list(s)} and "
+                f"teacher {list(t)}")
+    if s[-1] != p["student_channels"] or t[-1] != p["teacher_channels"]:
+        return (f"params say {p['student_channels']} -> {p['teacher_channels']} channels but the features have "
+                f"{s[-1]} -> {t[-1]}; set params.student_channels / teacher_channels to match")
+    return None
+
+
+register_loss(LossSpec(
+    "pefd", "projector-ensemble feature distillation, 1 − cos (PEFDLoss)", "PEFD: Chen et al., NeurIPS 2022",
+    "pairs", "unused", dict(student_channels=REQUIRED, teacher_channels=REQUIRED, num_projectors=3),
+    lambda e, a, b, ctx: (pefd_loss(ctx.params, a[e.s_key], b[e.t_key], e.params["num_projectors"]),),
+    checks=dict(student_channels=positive_int, teacher_channels=positive_int, num_projectors=positive_int),
+    shape_check=_shapes, learnable=True,
+    init=lambda e, a, b, rng: pefd_init(rng, a[e.s_key], b[e.t_key], e.params["num_projectors"])))

@@ -2,7 +2,7 @@
 
 Every convolution of the zoo is built through `conv()` (one `Conv` class), so a faster implementation
 (e.g. a convolution with its own weight-gradient VJP for XLA:CPU) can be swapped in here, in one place.
-Parameter names stay Flax's (`kernel`, `bias`, `scale`, `mean`, `var`): `kdjax.pretrained` relies on them.
+Parameter names stay Flax's (`kernel`, `bias`, `scale`, `mean`, `var`): `kdjax.weights.pretrained` relies on them.
 
 Padding is explicit and symmetric, `(k - 1) // 2` on each side, as in PyTorch and Paddle. Flax's "SAME" pads
 asymmetrically for stride 2, which would shift every strided feature map by one pixel against
@@ -19,14 +19,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kdjax.models import fast_conv
+from kdjax.kernels import conv as fast_conv
 
 
 class Conv(nn.Conv):
     """The zoo's convolution (NHWC, HWIO kernel). Swap this class to change how all convs are computed.
 
     The forward pass is `lax.conv_general_dilated` itself; the backward pass comes from
-    `kdjax.models.fast_conv` (weight gradient computed where the input gradient is, strided input gradients
+    `kdjax.kernels.conv` (weight gradient computed where the input gradient is, strided input gradients
     without multiplications by zero). Same parameters, same values; gradients equal to float rounding.
     """
 

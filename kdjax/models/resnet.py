@@ -8,7 +8,7 @@ torchvision's resnet18..152 are the same network with `use_first_short_conv=Fals
 `tv_resnet18` ... `tv_resnet152` so their parameter counts are torchvision's.
 
 Submodules follow Paddle's state-dict names (`stem_0`, `blocks_3/short/conv`, `fc`) so the import in
-`kdjax.pretrained` is a mechanical rename.
+`kdjax.weights.pretrained` is a mechanical rename.
 
 Recorded features (NHWC; `kdjax.models.features.collect` reads them):
   stem                 after the stem convs and the 3x3/2 max-pool (input of blocks[0])

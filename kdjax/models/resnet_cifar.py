@@ -3,7 +3,7 @@
 3x3 stem (no pooling), three stages of BasicBlocks (n = (depth - 2) / 6 each, strides 1, 2, 2), 1x1
 conv+BN projection where the shape changes, global average pool (AvgPool2d(8) on 32x32 inputs), fc.
 Submodules carry the PyTorch attribute names (`conv1`, `layer2_0/downsample_0`, `fc`), so RepDistiller
-state dicts map mechanically in `kdjax.pretrained`. Default `num_classes=100` (CIFAR-100).
+state dicts map mechanically in `kdjax.weights.pretrained`. Default `num_classes=100` (CIFAR-100).
 
 Recorded features (NHWC):
   stem           conv1-bn1-relu output (RepDistiller f0)

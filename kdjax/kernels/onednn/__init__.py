@@ -219,7 +219,7 @@ def _conv_bwd(strides, padding, groups, dilation, res, dy):
     dw = weight_grad(x, dy, w.shape, strides, padding, groups, dilation)
     # dX only after dW (`after` is an operand the kernel does not read): XLA then computes each layer's weight
     # gradient while its activations and dY are at hand, instead of deferring every dW to the end of the backward
-    # pass with all those buffers alive (the same ordering kdjax.models.fast_conv gets with a data dependency)
+    # pass with all those buffers alive (the same ordering kdjax.kernels.conv gets with a data dependency)
     dx = input_grad(dy, w, x.shape, strides, padding, groups, dilation, after=dw)
     return dx, dw
 

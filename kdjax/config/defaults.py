@@ -1,0 +1,108 @@
+"""Defaults every config file starts from (`base_config()`), and small builders for its entries.
+
+Config files in `configs/` import this module and change what their method needs, big_vision style.
+Sub-models and losses are named entries (`config.models.Student.arch`, `config.losses.dkd.weight`) so that
+`--config.x.y=v` overrides reach every field.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+def model_entry(arch: str, *, frozen: bool = False, init: str = "", capture=(), **kwargs):
+    """One sub-model: PaddleClas' models[i] + freeze_params_list[i] + pretrained + return_patterns."""
+    return ml_collections.ConfigDict(dict(arch=arch, frozen=frozen, init=init, capture=tuple(capture),
+                                          kwargs=dict(kwargs)))
+
+
+def loss_entry(type_: str, weight: float = 1.0, *, pairs=None, models=None, key: str = "logits", s_key=None,
+               t_key=None, s_keys=None, t_keys=None, **params):
+    """One loss: `type` from the loss registry, applied to model pairs (or single models) on output `key`.
+
+    `s_key`/`t_key` pick different outputs of the student and teacher (PaddleClas DistillationPairLoss);
+    `s_keys`/`t_keys` list several (AFD). Everything else is a hyper-parameter of the loss.
+    """
+    entry = dict(type=type_, weight=float(weight), key=key, params=dict(params))
+    if pairs is not None:
+        entry["pairs"] = tuple(tuple(p) for p in pairs)
+    if models is not None:
+        entry["models"] = tuple(models)
+    for name, value in (("s_key", s_key), ("t_key", t_key)):
+        if value is not None:
+            entry[name] = value
+    for name, value in (("s_keys", s_keys), ("t_keys", t_keys)):
+        if value is not None:
+            entry[name] = tuple(value)
+    return ml_collections.ConfigDict(entry)
+
+
+def base_config():
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.data = dict(
+        name="",                  # TFDS name (source=tfds), or a label for list/IDX data; "": fashion_mnist for the
+                                  # default data, the folder's name for data_dir/root, the one dataset in tfds_data_dir
+        source="auto",            # auto | tfds | list | idx; auto: the data you name (tfds_data_dir, root or
+                                  # data_dir: set one); with none set, Debian's Fashion-MNIST (/usr/share/datasets)
+        tfds_data_dir=config_dict.placeholder(str),
+        data_dir=config_dict.placeholder(str),   # a folder of IDX files
+        train_split="train",      # TFDS / IDX split names
+        test_split="test",
+        root=config_dict.placeholder(str),        # list files: image root (PaddleClas image_root)
+        train_list="train_list.txt",              # list files: `relative/path label` per line; relative to root
+        test_list="val_list.txt",
+        label_names_file=config_dict.placeholder(str),  # one class name per line (`id name` lines work too)
+        unlabeled_list=config_dict.placeholder(str),    # SSLD (list files): e.g. train_list_unlabel.txt
+        unlabeled_split=config_dict.placeholder(str),   # SSLD (TFDS): a split of unlabeled images
+        unlabeled_ratio=0.5,      # SSLD: fraction of training records drawn from the unlabeled data
+        num_classes=0,            # 0: from the dataset (list files need it, or label_names_file)
+        train_limit=0,            # > 0: use only the first N training examples (smoke tests)
+        test_limit=0,
+        mean=(),                  # per-channel normalisation of [0, 1] pixels; () with std=(): computed from the
+        std=(),                   # training images once (logged, recorded in the run and the export)
+        channels=0,               # 0: the data's own (grayscale stays 1 channel); 1 or 3: convert every image
+        augment="auto",           # auto | none | crop | flip | crop_flip | cifar | imagenet; auto: flip on the
+                                  # default Fashion-MNIST, crop (no flip: labels stay valid) on data you name
+        image_size=0,             # 0: the images' own size; variable-size images (JPEG lists) need one, e.g. 224
+        eval_crop_ratio=0.875,    # eval resize: shorter side to image_size / ratio, then centre crop
+        crop_scale=(0.08, 1.0),   # augment=imagenet: random-resized crop area range
+        mixup_alpha=0.0,          # > 0: mixup; batches gain "soft_label" float32 [N, num_classes]
+        cutmix_alpha=0.0,         # > 0: cutmix (with both: one of them per batch, 50/50)
+        skip_bad_images=False,    # True: replace undecodable/missing images by the next good one, and count them
+        num_threads=2,
+        num_workers=0,            # grain worker processes (0: threads only)
+        decode_once_mb=1024,      # PNG/JPEG splits whose decoded images fit this many MB are decoded once into
+                                  # memory (0: decode on every read, in a thread pool)
+        prefetch=4,
+        device_prefetch=2,        # batches a thread keeps transferred to the devices ahead of the step (0: none)
+    )
+    c.models = ml_collections.ConfigDict()
+    c.losses = ml_collections.ConfigDict()
+    c.export_model = "Student"
+    c.train = dict(
+        batch_size=128,
+        epochs=4.0,
+        log_every_steps=50,
+        checkpoint_every_steps=500,
+        keep_checkpoints=3,
+        eval_every_epochs=1.0,
+        eval_batch_size=500,
+        nonfinite="stop",        # stop | skip: what a NaN/inf loss does (skip drops the update, up to max_skipped)
+        max_skipped=10,
+        stop_after_steps=0,      # > 0: checkpoint and stop after this many steps in this invocation (time-sliced jobs)
+        grad_accum_steps=1,      # > 1: split each batch into this many micro-batches, one update (batch > memory)
+    )
+    c.optim = dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
+                   warmup_epochs=0.0, milestones=(), decay_rate=0.1, grad_clip_norm=0.0)
+    # Used for any sub-model whose init is "train": it is trained alone with ground-truth CE first.
+    c.pretrain = dict(epochs=4.0, batch_size=128,
+                      optim=dict(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                                 schedule="cosine", warmup_epochs=0.0, milestones=(), decay_rate=0.1,
+                                 grad_clip_norm=0.0))
+    # Devices: data × fsdp = all devices (data=-1: the rest). fsdp > 1 shards params, optimizer state and frozen
+    # models (arrays of at least fsdp_min_size elements) over that axis; batches split over data and fsdp jointly.
+    c.mesh = dict(data=-1, fsdp=1, fsdp_min_size=2 ** 14)
+    c.precision = "float32"     # float32 | bfloat16 (compute); params and losses stay float32
+    # Offline distillation: a directory written by `python -m kdjax.tools.cache_teacher`; the frozen teacher's logits are
+    # read from it instead of running the teacher in the train step (needs data.augment='none').
+    c.teacher_cache = ""
+    return c

@@ -1,0 +1,1 @@
+"""Using an exported model: `kdjax.infer` (top-k predictions), the StableHLO artifact and its stand-alone loader."""
