@@ -403,3 +403,15 @@ def test_cpu_without_a_fast_implementation_falls_back_once():
     lines = [line for line in proc.stderr.splitlines() if "oneDNN" in line]
     assert proc.stdout.strip().splitlines()[-1].startswith("OK False"), proc.stdout
     assert len(lines) == 1 and "reference implementation only" in lines[0], proc.stderr
+
+
+def test_conv_choice_from_env_or_config_value(monkeypatch, capsys):
+    """KDJAX_CONV (fast_conv.BACKEND) is the default; a value passed in (a config's) wins; an unknown name is said
+    once and means XLA's convolutions."""
+    monkeypatch.setattr(fast_conv, "_warned_choice", False)
+    monkeypatch.setattr(fast_conv, "BACKEND", "onednn")
+    assert fast_conv.conv_choice() == "onednn" and fast_conv.conv_choice("xla") == "xla"
+    monkeypatch.setattr(fast_conv, "BACKEND", "oneDNN")
+    assert fast_conv.conv_choice() == "xla" and fast_conv.conv_choice() == "xla"
+    err = capsys.readouterr().err
+    assert err.count("unknown convolution choice 'oneDNN'") == 1, err
