@@ -5,11 +5,12 @@
 #
 # Each round runs, in turn: kdjax (python -m kdjax.tools.bench), PyTorch channels-first, PyTorch channels-last
 # (benchmarks/torch_reference.py); the order rotates each round so no one always runs first. Every JSON line
-# goes to $OUT (default benchmarks/results/compare-<time>.jsonl); the summary takes, per round, the faster
-# PyTorch layout (and that run's memory), and prints the median over rounds of kdjax/PyTorch for img/s and
-# peak RSS. Extra environment: CONFIG (default configs/dkd.py:cifar100), BATCH (64), THREADS (torch threads;
-# default: what PyTorch picks, = the CPU count, as XLA uses every core), ONEDNN (1: each round also runs kdjax with
-# KDJAX_CONV=onednn, the oneDNN FFI convolutions, as "kdjax-onednn"; default 1 when they are built, else 0).
+# goes to $OUT (default benchmarks/results/compare-<time>.jsonl) with the 1-minute load average before and after
+# the run; the summary takes, per round, the faster PyTorch layout (and that run's memory), and prints the median
+# over rounds of kdjax/PyTorch for img/s and peak RSS. Extra environment: CONFIG (default configs/dkd.py:cifar100),
+# BATCH (64), THREADS (torch threads; default: what PyTorch picks, = the CPU count, as XLA uses every core), ONEDNN
+# (1: each round also runs kdjax with KDJAX_CONV=onednn, the oneDNN FFI convolutions, as "kdjax-onednn"; default 1
+# when they are built, else 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PAIRS=${1:-3}
@@ -36,18 +37,20 @@ for ((i = 0; i < PAIRS; i++)); do
   if [ "$ONEDNN" = 1 ]; then order+=("kdjax-onednn"); fi
   r=$((i % ${#order[@]})); order=("${order[@]:r}" "${order[@]:0:r}")
   for which in "${order[@]}"; do
+    load_before=$(cut -d' ' -f1 /proc/loadavg)
     case $which in
       kdjax) line=$(run_kdjax) ;;
       kdjax-onednn) line=$(run_kdjax_onednn) ;;
       nchw) line=$(run_torch) ;;
       nhwc) line=$(run_torch --channels_last) ;;
     esac
-    echo "{\"round\": $i, \"run\": \"$which\", \"result\": $line}" | tee -a "$OUT"
+    load="[$load_before, $(cut -d' ' -f1 /proc/loadavg)]"   # 1-minute load average before and after the run
+    echo "{\"round\": $i, \"run\": \"$which\", \"load\": $load, \"result\": $line}" | tee -a "$OUT"
   done
 done
 
 python - "$OUT" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 rounds = sorted({r["round"] for r in rows})
 ours = [w for w in ("kdjax", "kdjax-onednn") if any(r["run"] == w for r in rows)]
@@ -59,6 +62,9 @@ print(f"{'round':>5} {'run':>12} {'img/s':>7} {'torch NCHW':>10} {'torch NHWC':>
 for i in rounds:
     a, b = get(i, "nchw"), get(i, "nhwc")
     t = max((a, b), key=lambda r: r["images_per_s"])
+    loads = [l for r in rows if r["round"] == i for l in r.get("load", [])]
+    if loads:
+        print(f"{i:>5} load average during the round: {min(loads):.1f}-{max(loads):.1f} (nproc {os.cpu_count()})")
     for w in ours:
         k = get(i, w)
         speed[w].append(k["images_per_s"] / t["images_per_s"]); mem[w].append(k["peak_rss_mb"] / t["peak_rss_mb"])
