@@ -10,7 +10,8 @@
 # over rounds of kdjax/PyTorch for img/s and peak RSS. Extra environment: CONFIG (default configs/dkd.py:cifar100),
 # BATCH (64), THREADS (torch threads; default: what PyTorch picks, = the CPU count, as XLA uses every core), ONEDNN
 # (1: each round also runs kdjax with KDJAX_CONV=onednn, the oneDNN FFI convolutions, as "kdjax-onednn"; default 1
-# when they are built, else 0).
+# when they are built, else 0), KDJAX_ARGS (extra kdjax.tools.bench flags; default
+# --config.models.Teacher.init=train).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PAIRS=${1:-3}
@@ -26,10 +27,15 @@ if [ -z "${ONEDNN:-}" ]; then
   ONEDNN=$(python -c "from kdjax.kernels import onednn; print(int(onednn.available()))" 2>/dev/null || echo 0)
 fi
 
-run_kdjax() { python -m kdjax.tools.bench --config="$CONFIG" --batch="$BATCH" --steps="$STEPS" 2>/dev/null | tail -1; }
-run_kdjax_onednn() {
-  KDJAX_CONV=onednn python -m kdjax.tools.bench --config="$CONFIG" --batch="$BATCH" --steps="$STEPS" 2>/dev/null | tail -1
+# The presets' frozen teacher must name an init; 'train' passes the check and the bench times random weights.
+read -r -a KDJAX_ARGS <<< "${KDJAX_ARGS:---config.models.Teacher.init=train}"
+ERR=$(mktemp)
+run_kdjax() {  # a failed bench says why (its last stderr lines) instead of ending the script silently
+  python -m kdjax.tools.bench --config="$CONFIG" "${KDJAX_ARGS[@]}" --batch="$BATCH" --steps="$STEPS" 2>"$ERR" \
+    | tail -1 \
+    || { echo "kdjax.tools.bench failed:" >&2; tail -3 "$ERR" >&2; exit 1; }
 }
+run_kdjax_onednn() { KDJAX_CONV=onednn run_kdjax; }
 run_torch() { python benchmarks/torch_reference.py --batch="$BATCH" --steps="$STEPS" --threads="$THREADS" "$@" | tail -1; }
 
 for ((i = 0; i < PAIRS; i++)); do

@@ -26,6 +26,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# the presets' frozen teacher must name an init (kdjax.tools.bench checks); 'train' passes and times random weights
+TEACHER_INIT = ["--config.models.Teacher.init=train"]
+
 def start(name, cmd, env=None):
     p = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          text=True, bufsize=1, env=env)
@@ -59,12 +62,13 @@ def main():
 
     torch_cmd = [sys.executable, "benchmarks/torch_reference.py", f"--batch={args.batch}", f"--threads={args.threads}",
                  "--serve"]
-    workers = [start("kdjax", [sys.executable, "-m", "kdjax.tools.bench", f"--config={args.config}",
+    workers = [start("kdjax", [sys.executable, "-m", "kdjax.tools.bench", f"--config={args.config}", *TEACHER_INIT,
                                f"--batch={args.batch}", "--serve"])]
     # one at a time: compiling/warming up in parallel would only slow every one of them down
     wait_ready(*workers[0])
     if args.onednn:
         workers.append(start("kdjax_onednn", [sys.executable, "-m", "kdjax.tools.bench", f"--config={args.config}",
+                                              *TEACHER_INIT,
                                               f"--batch={args.batch}", "--serve"],
                              env={**os.environ, "KDJAX_CONV": "onednn"}))
         wait_ready(*workers[-1])
