@@ -2,6 +2,8 @@
 
   python -m kdjax.main --config=configs/dkd.py --workdir=runs/dkd               train (resumes automatically)
   python -m kdjax.main --config=configs/dkd.py --workdir=runs/dkd --mode=eval   evaluate the newest checkpoint
+  python -m kdjax.main --config=configs/dkd.py --workdir=runs/dkd --mode=check  models, features, losses, mesh,
+      FLOPs per image and memory per device of the compiled train step; trains nothing, writes nothing
 
 Flags only; the library does the work (kdjax.train.run, kdjax.evaluate.run).
 """
@@ -29,7 +31,8 @@ from kdjax.cli import flags as cli_flags  # noqa: E402
 _CONFIG = cli_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/dkd.py or configs/dkd.py:cifar100.",
                                        lock_config=True)
 _WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the export.")
-_MODE = cli_flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes automatically) or eval.")
+_MODE = cli_flags.DEFINE_enum("mode", "train", ["train", "eval", "check"],
+                              "train (resumes automatically), eval, or check (what a run would cost; no training).")
 _EXPORT_DIR = cli_flags.DEFINE_string("export_dir", None, "--mode=eval: evaluate this export instead of the checkpoint.")
 _RESTART = cli_flags.DEFINE_bool("restart", False, "Move an existing run in --workdir aside and start fresh.")
 # multi-host (see kdjax/runtime/distributed.py): Cloud TPU and Slurm are detected; elsewhere give all three, or the
@@ -69,6 +72,11 @@ def main(argv):
     if not _WORKDIR.value:
         raise ConfigError("", "no --workdir given; e.g. --workdir=/tmp/kdjax_dkd")
     workdir = os.path.abspath(_WORKDIR.value)
+    if _MODE.value == "check":
+        from kdjax.tools import preflight
+
+        preflight.report(config, workdir)
+        return
     if _MODE.value == "eval":
         from kdjax import evaluate
 

@@ -100,9 +100,16 @@ def _all_finite(tree):
 
 
 def _topk_hits(logits, labels, k):
+    """1.0 where `labels` is among the top `k` logits (lax.top_k's order: ties go to the lower class index).
+
+    Counted as the label's rank rather than with lax.top_k, whose partitioner gathers a batch split over devices
+    onto every device; a per-row count stays split."""
     k = min(k, logits.shape[-1])
-    top = jax.lax.top_k(logits, k)[1]
-    return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
+    own = jnp.take_along_axis(logits, labels[:, None], axis=-1)
+    before = jnp.arange(logits.shape[-1]) < labels[:, None]
+    rank = jnp.sum((logits > own) | ((logits == own) & before), axis=-1)
+    valid = (labels >= 0) & (labels < logits.shape[-1])  # e.g. SSLD's unlabeled rows: never a hit, as with top_k
+    return ((rank < k) & valid).astype(jnp.float32)
 
 
 def cast_floats(tree, dtype):
@@ -132,7 +139,7 @@ def micro_batches(batch, k: int):
 
 
 def make_train_step(model: DistillationModel, losses, tx, schedule, *, mean, std, steps_per_epoch: int,
-                    compute_dtype=jnp.float32, grad_accum_steps: int = 1, cached=()):
+                    compute_dtype=jnp.float32, grad_accum_steps: int = 1, cached=(), gather_params=None):
     """The pure train step.
 
     compute_dtype: bfloat16 runs the forward and backward passes with bf16 copies of the params and inputs
@@ -140,11 +147,16 @@ def make_train_step(model: DistillationModel, losses, tx, schedule, *, mean, std
     grad_accum_steps: k > 1 splits the batch into k micro-batches run one after another in a lax.scan, averaging
       their gradients (BatchNorm statistics are updated micro-batch by micro-batch); one optimizer update.
     cached: names of frozen models whose logits come with the batch (`cached_key(name)`) instead of being computed.
+    gather_params: applied to (params, batch_stats, frozen) before the forward pass (`Parallel.gather_params`:
+      under fsdp, gathers them whole so that every layer computes on batch-split activations and the gradients
+      are reduce-scattered back; see kdjax/runtime/mesh.py). None: used as they are.
     """
     accum = int(grad_accum_steps or 1)
 
     def forward(params, batch_stats, frozen, batch, r_model, r_loss, epoch, loss_state=None):
         images = normalize(batch["image"], mean, std, compute_dtype)
+        if gather_params is not None:
+            params, batch_stats, frozen = gather_params((params, batch_stats, frozen))
         model_params, frozen_c = _compute_variables(params, frozen, compute_dtype)
         outputs, new_stats = model.apply(model_params, batch_stats, frozen_c, images, train=True, rng=r_model)
         outputs = jax.tree.map(lambda a: a.astype(jnp.float32), outputs)
@@ -208,10 +220,13 @@ def make_train_step(model: DistillationModel, losses, tx, schedule, *, mean, std
     return train_step
 
 
-def make_eval_step(model: DistillationModel, *, mean, std, compute_dtype=jnp.float32):
-    """Sums of top-1/top-5 hits and CE per sub-model over the masked (non-padding) rows of a batch."""
+def make_eval_step(model: DistillationModel, *, mean, std, compute_dtype=jnp.float32, gather_params=None):
+    """Sums of top-1/top-5 hits and CE per sub-model over the masked (non-padding) rows of a batch.
+    gather_params: as for `make_train_step`."""
 
     def eval_step(params, batch_stats, frozen, batch):
+        if gather_params is not None:
+            params, batch_stats, frozen = gather_params((params, batch_stats, frozen))
         images = normalize(batch["image"], mean, std, compute_dtype)
         labels, mask = batch["label"], batch["mask"]
         model_params, frozen = _compute_variables(params, frozen, compute_dtype)

@@ -44,14 +44,27 @@ _PRETRAIN_FIELDS = (("train.batch_size", "pretrain.batch_size"), ("train.epochs"
                     ("optim.", "pretrain.optim."))
 
 
+def _pretrain_error(e: ConfigError) -> ConfigError:
+    """A pretrain phase's error, its field renamed to the config.pretrain field that set it."""
+    for ours, theirs in _PRETRAIN_FIELDS:
+        if e.field.startswith(ours):
+            return ConfigError(theirs + e.field[len(ours):], e.message)
+    return e
+
+
 def _pretrain_phase(config, name, phase_dir, train_src, test_src, info):
     try:
         return Trainer(pretrain_config(config, name), phase_dir, train_src, test_src, info, f"train {name}")
     except ConfigError as e:
-        for ours, theirs in _PRETRAIN_FIELDS:
-            if e.field.startswith(ours):
-                raise ConfigError(theirs + e.field[len(ours):], e.message) from None
-        raise
+        raise _pretrain_error(e) from None
+
+
+def _train_pretrain_phase(pre, export_dir):
+    """`pre.train(export_dir)`; a refusal at its first step (e.g. device memory) names the pretrain field."""
+    try:
+        return pre.train(export_dir)
+    except ConfigError as e:
+        raise _pretrain_error(e) from None
 
 
 def run(config, workdir: str, restart: bool = False) -> dict:
@@ -147,7 +160,7 @@ def _run_locked(config, workdir, restart, mine, phase, pretrain_phases, lock):
             if is_main:
                 print(f"models.{name} has init='train': training {name} ({config.models[name].arch}) first with "
                       f"ground-truth CE for {config.pretrain.epochs} epochs, then distilling.", flush=True)
-            result = pre.train(export_dir)
+            result = _train_pretrain_phase(pre, export_dir)
             if result.get("preempted"):
                 return result
         elif is_main:

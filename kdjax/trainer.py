@@ -50,7 +50,7 @@ class Trainer:
         self.train_source, self.test_source, self.info = train_source, test_source, info
         self.num_classes = int(config.data.get("num_classes") or info.num_classes)
         self.submodels = build_submodels(config.models, self.num_classes)
-        self.model = DistillationModel(self.submodels)
+        self.model = DistillationModel(self.submodels, kernels=config.get("kernels", "auto"))
         self.parallel = make_parallel(config.get("mesh"), config.train.batch_size,
                                       grad_accum_steps=int(config.train.get("grad_accum_steps", 1) or 1))
         self.mean, self.std = run_normalization(config.data, info, train_source)  # config's, or the training images'
@@ -61,8 +61,8 @@ class Trainer:
         # offline distillation: the cached model's logits come with each batch; the train step does not run it
         cached = check_teacher_cache(config)
         self.cache = teacher_cache.TeacherCache(config.teacher_cache) if cached else None
-        self.train_model = DistillationModel({n: s for n, s in self.submodels.items() if n != cached}) \
-            if cached else self.model
+        self.train_model = DistillationModel({n: s for n, s in self.submodels.items() if n != cached},
+                                             kernels=self.model.kernels) if cached else self.model
 
     # ---- variables -------------------------------------------------------------------------------------------
     def initial_variables(self):
@@ -116,13 +116,22 @@ class Trainer:
             self.train_model, self.losses, tx, schedule, mean=self.mean, std=self.std,
             steps_per_epoch=steps_per_epoch, compute_dtype=self.dtype,
             grad_accum_steps=int(self.config.train.get("grad_accum_steps", 1) or 1),
-            cached=(self.cache.model,) if self.cache else ()), par.shardings_of(state), par.shardings_of(frozen))
+            cached=(self.cache.model,) if self.cache else (), gather_params=par.gather_params),
+            par.shardings_of(state), par.shardings_of(frozen))
         release_host_memory(clear_jax_caches=True)  # initialisation's executables and garbage (host_memory.py)
-        return compile_then_release(train_step), state, frozen
+        return compile_then_release(train_step, on_compiled=self._check_memory), state, frozen
+
+    def _check_memory(self, compiled):
+        """Before the first step runs: refuse a step XLA estimates larger than the devices' free memory."""
+        from kdjax.runtime.compiled import memory
+        from kdjax.runtime.device_memory import check_fits
+
+        check_fits(memory(compiled), self.config, arguments_resident=True, what=f"[{self.desc}] the train step")
 
     def _jit_eval_step(self, state, frozen):
         par = self.parallel
-        return par.jit_eval_step(make_eval_step(self.model, mean=self.mean, std=self.std, compute_dtype=self.dtype),
+        return par.jit_eval_step(make_eval_step(self.model, mean=self.mean, std=self.std, compute_dtype=self.dtype,
+                                                gather_params=par.gather_params),
                                  par.shardings_of(state.params), par.shardings_of(state.batch_stats),
                                  par.shardings_of(frozen))
 

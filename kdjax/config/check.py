@@ -106,6 +106,7 @@ def check_config(config):
     check_data_config(config.data)  # each data source's own fields
     check_teacher_cache(config)
     _check_losses(config)
+    check_accumulation(config)
 
 
 def loss_field(config, field: str) -> str:
@@ -132,6 +133,41 @@ def _check_losses(config):
         validate_losses(list(config.losses.values()), list(config.models), captured, frozen)
     except ConfigError as e:  # the registry numbers entries; users address them by name
         raise _renamed(config, e) from None
+
+
+def check_accumulation(config):
+    """train.grad_accum_steps > 1 splits each batch into micro-batches whose gradients are averaged: exact only for
+    losses that are a mean of per-sample terms (`LossSpec.separable`, declared in each loss's module). Any other
+    entry, and SSLD's labeled-rows-only CE of a model trained first, is refused."""
+    accum = int(config.train.get("grad_accum_steps", 1) or 1)
+    if accum <= 1:
+        return
+    from kdjax.losses.entries import parse_entries
+    from kdjax.losses.registry import BatchKind, is_separable
+
+    masked = bool(config.data.get("unlabeled_list") or config.data.get("unlabeled_split"))
+    batch = BatchKind(label_mask=masked)
+    names = list(config.losses)
+    for entry in parse_entries(list(config.losses.values())):
+        if not is_separable(entry, batch):
+            why = ""
+            if entry.type == "gt_ce" and entry.params.get("reduction") == "sum":
+                why = " with reduction='sum'"
+            elif entry.type in ("gt_ce", "deit") and masked:
+                why = " on SSLD batches (its CE is a mean over the labeled rows only)"
+            elif entry.spec.separable is None:
+                why = (" declares no `separable` in its LossSpec and so counts as relating the samples of a batch:"
+                       " it")
+            raise ConfigError(f"losses.{names[entry.index]}",
+                              f"'{entry.type}'{why} is not a mean of per-sample terms, so train.grad_accum_steps="
+                              f"{accum} would change its gradient (micro-batches of {config.train.batch_size // accum}"
+                              f" instead of the batch of {config.train.batch_size}); set train.grad_accum_steps=1 "
+                              f"(more devices, mesh.fsdp or a smaller train.batch_size fit memory instead)")
+    if masked and any(m.get("init") == TRAIN_FIRST for m in config.models.values()):
+        raise ConfigError("train.grad_accum_steps",
+                          f"models trained first (init='train') learn with CE over the labeled rows of SSLD batches, "
+                          f"which micro-batches of train.grad_accum_steps={accum} would change; set it to 1, or "
+                          f"train those models separately")
 
 
 def check_inits(config, num_classes: int):

@@ -102,6 +102,9 @@ def base_config():
     # models (arrays of at least fsdp_min_size elements) over that axis; batches split over data and fsdp jointly.
     c.mesh = dict(data=-1, fsdp=1, fsdp_min_size=2 ** 14)
     c.precision = "float32"     # float32 | bfloat16 (compute); params and losses stay float32
+    # BatchNorm training pass and convolution VJP (kdjax/kernels/__init__.py): auto = cpu_tuned on XLA:CPU (measured
+    # faster there), xla (flax BatchNorm, lax.conv gradients) on GPU/TPU; 'xla' or 'cpu_tuned' force one
+    c.kernels = "auto"
     # Offline distillation: a directory written by `python -m kdjax.tools.cache_teacher`; the frozen teacher's logits are
     # read from it instead of running the teacher in the train step (needs data.augment='none').
     c.teacher_cache = ""

@@ -80,4 +80,6 @@ register_loss(LossSpec(
     "dkd", "decoupled KD: alpha·TCKD + beta·NCKD (DistillationDKDLoss)", "DKD: Zhao et al., CVPR 2022", "pairs",
     "optional", dict(temperature=1.0, alpha=1.0, beta=1.0, use_target_as_gt=False, warmup_epochs=0, logit_stand=False),
     _compute, checks=dict(temperature=positive, alpha=number, beta=number, use_target_as_gt=boolean,
-                          warmup_epochs=non_negative, logit_stand=boolean), shape_check=class_logits))
+                          warmup_epochs=non_negative, logit_stand=boolean), shape_check=class_logits,
+    # separable: T²·KL summed over samples / N (batchmean)
+    separable=True))

@@ -21,4 +21,6 @@ def _compute(e, a, b, ctx):
 register_loss(LossSpec(
     "kd", "T²-scaled KL divergence, batchmean (DistillationKLDivLoss)", "KD: Hinton et al., 2015", "pairs", "unused",
     dict(temperature=4.0, logit_stand=False), _compute, checks=dict(temperature=positive, logit_stand=boolean),
-    shape_check=same_shape))
+    shape_check=same_shape,
+    # separable: T²·KL summed over samples / N (batchmean)
+    separable=True))

@@ -9,6 +9,7 @@ name in `parts`. A spec with a `state_init` returns `(values, new_state)` and re
 `kdjax.losses` imports every module of the package, so adding a loss type is adding its file (docs/extending.md).
 """
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
@@ -55,9 +56,12 @@ class LossSpec:
     shape_check: Optional[Callable] = None
     entry_check: Optional[Callable] = None  # (entry) -> (field, message) of a cross-field problem, or None
     # per-sample separable: the value is a mean over the batch of per-sample terms, so a batch split into
-    # micro-batches gives the same gradient (train.grad_accum_steps); False for losses relating samples of a batch.
-    # A callable decides per entry (e.g. from its hyper-parameters).
-    separable: Union[bool, Callable] = True
+    # micro-batches gives the same gradient (train.grad_accum_steps); False for losses relating samples of a batch
+    # (train.grad_accum_steps > 1 is then refused). A callable `(entry, batch: BatchKind) -> bool` decides per entry
+    # (from its hyper-parameters) and per kind of batch (e.g. SSLD's label mask). Losses that draw random numbers
+    # (MGD masks) are separable in distribution: each micro-batch draws its own. Every loss module declares it;
+    # None (undeclared) counts as not separable, so an undeclared loss is refused under accumulation, never wrong.
+    separable: Union[bool, Callable, None] = None
     learnable: bool = False
     multi_key: bool = False  # reads lists `s_keys` / `t_keys` (AFD) instead of one `key`
     frozen_teacher: bool = False  # the second model of each pair must be frozen (SSLD)
@@ -68,10 +72,25 @@ class LossSpec:
     needs_rng: bool = False  # draws random numbers each call (ctx.rng)
 
 
-def is_separable(entry) -> bool:
-    """Whether config entry `entry` is a mean of per-sample terms (see LossSpec.separable)."""
+@dataclass(frozen=True)
+class BatchKind:
+    """What the training batches carry besides images and labels, as far as separability depends on it."""
+
+    label_mask: bool = False  # SSLD: rows without a label (data.unlabeled_list / data.unlabeled_split)
+
+
+def is_separable(entry, batch: BatchKind = BatchKind()) -> bool:
+    """Whether config entry `entry` is a mean of per-sample terms on such batches (see LossSpec.separable)."""
     sep = entry.spec.separable
-    return bool(sep(entry) if callable(sep) else sep)
+    if sep is None:
+        return False
+    if not callable(sep):
+        return bool(sep)
+    try:
+        takes_batch = len(inspect.signature(sep).parameters) >= 2
+    except (TypeError, ValueError):
+        takes_batch = True
+    return bool(sep(entry, batch) if takes_batch else sep(entry))
 
 
 _LOSS_TYPES: Dict[str, LossSpec] = {}

@@ -31,4 +31,6 @@ def _compute(e, a, b, ctx):
 register_loss(LossSpec(
     "wsl", "weighted soft labels (DistillationWSLLoss)", "WSL: Zhou et al., ICLR 2021", "pairs", "optional",
     dict(temperature=2.0, use_target_as_gt=False), _compute,
-    checks=dict(temperature=positive, use_target_as_gt=boolean), shape_check=class_logits))
+    checks=dict(temperature=positive, use_target_as_gt=boolean), shape_check=class_logits,
+    # separable: per-sample weights (from that sample's CEs), mean over samples
+    separable=True))

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from kdjax.errors import ConfigError
 from kdjax.models import get_model, user_module
 from kdjax.models.features import COLLECTION, collect
+from kdjax.models.layers import KERNELS_AUTO, using_kernels
 from kdjax.models.registry import ModelInputError, with_num_classes
 
 
@@ -59,7 +60,11 @@ def model_key(rng, name: str):
 
 
 class DistillationModel:
-    def __init__(self, submodels: Dict[str, SubModel]):
+    """kernels: `config.kernels` ('auto', 'xla', 'cpu_tuned'; see kdjax/kernels/__init__.py), in effect while
+    `apply` traces the sub-models."""
+
+    def __init__(self, submodels: Dict[str, SubModel], kernels: str = KERNELS_AUTO):
+        self.kernels = kernels
         self.submodels = submodels
         self.names = list(submodels)
         self.trainable = [n for n in self.names if not submodels[n].frozen]
@@ -90,18 +95,19 @@ class DistillationModel:
     def apply(self, params, batch_stats, frozen_vars, images, *, train: bool, rng):
         """Run every sub-model. Returns (outputs by model name, updated batch_stats of trainable models)."""
         outputs, new_stats = {}, {}
-        for name in self.names:
-            r = model_key(rng, name)
-            if name in frozen_vars:
-                out, _ = self._run(name, frozen_vars[name], images, False, r)
-                outputs[name] = jax.tree.map(jax.lax.stop_gradient, out)
-            else:
-                variables = {"params": params[name]}
-                if name in batch_stats:
-                    variables["batch_stats"] = batch_stats[name]
-                outputs[name], stats = self._run(name, variables, images, train, r)
-                if name in batch_stats:
-                    new_stats[name] = stats if stats is not None else batch_stats[name]
+        with using_kernels(self.kernels):
+            for name in self.names:
+                r = model_key(rng, name)
+                if name in frozen_vars:
+                    out, _ = self._run(name, frozen_vars[name], images, False, r)
+                    outputs[name] = jax.tree.map(jax.lax.stop_gradient, out)
+                else:
+                    variables = {"params": params[name]}
+                    if name in batch_stats:
+                        variables["batch_stats"] = batch_stats[name]
+                    outputs[name], stats = self._run(name, variables, images, train, r)
+                    if name in batch_stats:
+                        new_stats[name] = stats if stats is not None else batch_stats[name]
         return outputs, new_stats
 
     def feature_names(self, name, images) -> list:

@@ -27,7 +27,8 @@ LAYERS = {
     "main": 9, "export": 9, "infer": 9, "sweep": 9,
 }
 COMMANDS = ["kdjax.main", "kdjax.infer", "kdjax.export", "kdjax.sweep", "kdjax.tools.bench",
-            "kdjax.tools.bench_input", "kdjax.tools.cache_teacher", "kdjax.tools.prepare_data"]
+            "kdjax.tools.bench_input", "kdjax.tools.cache_teacher", "kdjax.tools.prepare_data",
+            "kdjax.tools.diagnose"]
 ARGPARSE_COMMANDS = ["kdjax.tools.convert", "kdjax.tools.verify_golden"]
 
 
@@ -79,9 +80,8 @@ def test_no_import_cycles_at_module_level():
         for n in graph[m]:
             if state.get(n) == "open":
                 cycle = stack[stack.index(n):] + [n]
-                # a package importing its own submodules (registration) is how registries load, not a cycle; the
-                # package is the cycle's shortest name wherever the search happened to enter it (set order)
-                root = min(cycle, key=len)
+                # a package importing its own submodules (registration) is how registries load, not a cycle
+                root = min(cycle, key=len)  # whichever member the search happened to start from
                 if not all(c.startswith(root + ".") or c == root for c in cycle):
                     pytest.fail(f"import cycle: {' -> '.join(cycle)}")
             elif n not in state:
