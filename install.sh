@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what kdjax needs on a fresh Debian/Ubuntu machine: Fashion-MNIST (the offline default data) and the
-# Python packages. Run as root (or with sudo available). Idempotent.
+# Python packages, then builds the optional oneDNN convolution kernels (kdjax/kernels/onednn: Debian's libdnnl-dev
+# and g++; if they cannot be installed or built, one warning line and kdjax uses XLA's convolutions).
+# Run as root (or with sudo available). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")"
 SUDO=""
@@ -44,6 +46,7 @@ if externally_managed; then
     "$PY" -m venv --system-site-packages "$VENV" 2>/dev/null || { apt_install python3-venv; "$PY" -m venv --system-site-packages "$VENV"; }
   fi
   "$VENV/bin/python" -m pip install -q "${PIP_EXTRA[@]}" -e .
+  KDJAX_PY="$VENV/bin/python"
   command -v python >/dev/null || apt_install python-is-python3
   "$PY" -c "import pytest" 2>/dev/null || apt_install python3-pytest
   echo "install.sh: $PY is externally managed (PEP 668): kdjax and its packages are in the virtualenv $VENV."
@@ -51,5 +54,13 @@ if externally_managed; then
   echo "  and \`python -m pytest\` re-run themselves there."
 else
   "$PY" -m pip install -q "${PIP_EXTRA[@]}" -e .
+  KDJAX_PY="$PY"
 fi
 # ---- end of the Python packages block ---------------------------------------------------------------------------
+
+# ---- optional: the oneDNN convolution kernels (KDJAX_CONV=onednn); one warning line when they cannot be built -----
+if command -v apt-get >/dev/null && { ! dpkg -s libdnnl-dev >/dev/null 2>&1 || ! command -v g++ >/dev/null; }; then
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libdnnl-dev g++; } \
+    >/dev/null 2>&1 || true   # optional: build.py below says (once) what is missing
+fi
+"$KDJAX_PY" kdjax/kernels/onednn/build.py --quiet || true

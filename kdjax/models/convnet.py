@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from kdjax.models.features import record
+from kdjax.models.layers import Conv
 from kdjax.models.registry import register_model
 
 
@@ -21,7 +22,9 @@ class ConvBN(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.stride, padding="SAME", use_bias=False)(x)
+        # the zoo's Conv (its convolution hook): with "SAME" padding XLA's path is lax.conv_general_dilated unchanged,
+        # and the convolution choice (KDJAX_CONV=onednn) reaches the default models too
+        x = Conv(self.features, (self.kernel, self.kernel), strides=self.stride, padding="SAME", use_bias=False)(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
         return nn.relu(x) if self.relu else x
 
