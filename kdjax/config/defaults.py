@@ -67,6 +67,8 @@ def base_config():
         crop_scale=(0.08, 1.0),   # augment=imagenet: random-resized crop area range
         mixup_alpha=0.0,          # > 0: mixup; batches gain "soft_label" float32 [N, num_classes]
         cutmix_alpha=0.0,         # > 0: cutmix (with both: one of them per batch, 50/50)
+        replayable=False,         # True: every view drawn per record from (seed, epoch, index), so it can be
+                                  # rebuilt exactly (kdjax/data/replay.py; a replay cache implies it)
         skip_bad_images=False,    # True: replace undecodable/missing images by the next good one, and count them
         num_threads=2,
         num_workers=0,            # grain worker processes (0: threads only)
@@ -105,4 +107,7 @@ def base_config():
     # Offline distillation: a directory written by `python -m kdjax.tools.cache_teacher`; the frozen teacher's logits are
     # read from it instead of running the teacher in the train step (needs data.augment='none').
     c.teacher_cache = ""
+    # A replay cache (cache_teacher --views=K) that keeps only the top-k logits is approximate for every loss:
+    # refused unless this is True (kdjax/data/replay_cache.py states the error).
+    c.teacher_cache_approximate = False
     return c

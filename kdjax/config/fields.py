@@ -123,7 +123,7 @@ FIELDS: Dict[str, Check] = {
     "seed": number(0, 2 ** 32 - 1, integer=True),
     "export_model": nonempty_text,
     "precision": one_of("float32", "bfloat16"),
-    "teacher_cache": text,
+    "teacher_cache": text, "teacher_cache_approximate": boolean, "data.replayable": boolean,
     "data.name": text, "data.source": text,  # name "": the folder's name (IDX, lists), the only TFDS dataset
     "data.tfds_data_dir": optional_text, "data.data_dir": optional_text,
     "data.train_split": text, "data.test_split": text, "data.root": optional_text, "data.train_list": text,

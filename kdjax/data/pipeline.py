@@ -114,13 +114,20 @@ class _Reader:
 def train_pipeline(source, *, global_batch: int, epochs: float, seed: int, process_index: int = 0,
                    process_count: int = 1, augment: Optional[str] = None, num_threads: int = 2,
                    prefetch: int = 4, options: Optional[PipelineOptions] = None,
-                   num_workers: Optional[int] = None) -> TrainPipeline:
+                   num_workers: Optional[int] = None, replay_cache=None) -> TrainPipeline:
     """Batches of `global_batch // process_count` local examples; epochs may be fractional.
 
     `options` defaults to `source.options` (set by `open_source` from config.data); `augment` and
-    `num_workers`, when given, override it.
+    `num_workers`, when given, override it. With `options.replayable` or a `replay_cache` (ReplayCache), views are
+    drawn per record from (seed, view, index) or read from the cache (kdjax/data/replay.py).
     """
     opts = _resolve_options(source, options, augment=augment, num_workers=num_workers)
+    if opts.replayable or replay_cache is not None:
+        from kdjax.data.replay_pipeline import replay_pipeline
+
+        return replay_pipeline(source, opts, replay_cache, global_batch=global_batch, epochs=epochs, seed=seed,
+                                process_index=process_index, process_count=process_count, num_threads=num_threads,
+                                prefetch=prefetch)
     n = len(source)
     if global_batch % process_count:
         raise ConfigError("train.batch_size", f"{global_batch} is not divisible by the {process_count} processes")

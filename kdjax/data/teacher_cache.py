@@ -66,12 +66,26 @@ def read_manifest(directory: str, field: str = "teacher_cache") -> dict:
                                  f"`python -m kdjax.tools.cache_teacher --config=... --output={directory}`")
     with open(path) as f:
         manifest = json.load(f)
+    if manifest.get("format") == "kdjax-replay-cache":  # K augmented views per record: replay_cache.py
+        return manifest
     if manifest.get("format") != FORMAT or int(manifest.get("version", 0)) > VERSION:
         raise ConfigError(field, f"{path} is not a kdjax teacher cache of version <= {VERSION}")
     return manifest
 
 
+def open_cache(directory: str):
+    """A TeacherCache (one un-augmented view per record) or a ReplayCache (K replayed views), by its manifest."""
+    manifest = read_manifest(directory)
+    if manifest.get("format") == "kdjax-replay-cache":
+        from kdjax.data.replay_cache import ReplayCache
+
+        return ReplayCache(directory, manifest)
+    return TeacherCache(directory)
+
+
 class TeacherCache:
+    views = 0  # one un-augmented view per record (ReplayCache: K replayed views)
+
     def __init__(self, directory: str):
         self.directory = os.path.abspath(os.path.expanduser(directory))
         self.manifest = read_manifest(self.directory)
