@@ -72,7 +72,6 @@ def build(config, cached: bool, batch: int):
             "label": rng.integers(0, classes, (batch,)).astype(np.int32)}
     if cached:
         host[cached_key(teacher)] = rng.normal(size=(batch, classes)).astype(np.float32)
-        frozen = {}
     data = phase.parallel.put_batch(host)
     key = jax.random.PRNGKey(0)
     box = {"state": state}

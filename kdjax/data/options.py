@@ -65,6 +65,10 @@ def check_options(opts: PipelineOptions, image_shape: Optional[tuple] = None):
         raise ConfigError("data.num_classes", "mixup/cutmix soft labels need the number of classes")
     if opts.num_workers < 0:
         raise ConfigError("data.num_workers", f"{opts.num_workers} must be >= 0 (0: threads only)")
+    if opts.replayable and (image_shape is not None or opts.augment == "imagenet"):
+        from kdjax.data.replay import recipe_from  # refuses what cannot be replayed, naming data.augment
+
+        recipe_from(opts, image_shape)
     if image_shape is not None:
         variable = image_shape[0] is None or image_shape[1] is None
         if (variable or opts.augment == "imagenet") and opts.image_size == 0:
