@@ -58,6 +58,7 @@ def main():
     ap.add_argument("--test_limit", type=int, default=2000)
     ap.add_argument("--epochs", type=float, default=16)
     ap.add_argument("--teacher_epochs", type=float, default=8)
+    ap.add_argument("--teacher_limit", type=int, default=2048)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--views", default="1,4,16")
@@ -67,11 +68,11 @@ def main():
     from kdjax.tools.replay_build import build_replay_cache
 
     os.makedirs(args.root, exist_ok=True)
-    t_dir = os.path.join(args.root, "teacher_run")
+    t_dir = os.path.join(args.root, "teacher_run")  # trained once (on --teacher_limit images), reused
     teacher = os.path.join(t_dir, "pretrain", "Teacher", "export")
     if not os.path.isdir(teacher):
         t0 = time.perf_counter()
-        train.run(config(args, 0, **{"train.epochs": 0.05}), t_dir)
+        train.run(config(args, 0, **{"train.epochs": 0.05, "data.train_limit": args.teacher_limit}), t_dir)
         print(f"teacher trained in {time.perf_counter() - t0:.0f}s", flush=True)
     res = {"live": []}
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -82,18 +83,20 @@ def main():
             over = {"models.Teacher.init": teacher}
             build_s = 0.0
             if arm != "live":
-                cache = os.path.join(args.root, f"cache_s{seed}_{arm}")
+                cache = os.path.join(args.root, f"cache_{args.train_limit}_s{seed}_{arm}")
                 t0 = time.perf_counter()
                 build_replay_cache(config(args, seed, **over), cache, views=int(arm[1:]), overwrite=True,
                                    log=lambda *a: None)
                 build_s = time.perf_counter() - t0
                 over["teacher_cache"] = cache
-            wd = os.path.join(args.root, f"run_s{seed}_{arm}")
+            wd = os.path.join(args.root, f"run_{args.train_limit}_s{seed}_{arm}")
             shutil.rmtree(wd, ignore_errors=True)
             t0 = time.perf_counter()
-            r = train.run(config(args, seed, **over), wd)
+            train.run(config(args, seed, **over), wd)
             wall = time.perf_counter() - t0
-            top1 = float(r.get("Student/top1", r.get("top1", float("nan"))))
+            with open(os.path.join(wd, "result.json")) as f:
+                r = json.load(f)
+            top1 = float(r["Student/top1"])
             res.setdefault(arm, []).append({"seed": seed, "top1": top1, "wall_s": wall, "loop_s": r.get("seconds"),
                                             "build_s": build_s})
             print(json.dumps(dict(arm=arm, **res[arm][-1], load=os.getloadavg()[0])), flush=True)

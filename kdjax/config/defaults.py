@@ -105,7 +105,8 @@ def base_config():
     c.mesh = dict(data=-1, fsdp=1, fsdp_min_size=2 ** 14)
     c.precision = "float32"     # float32 | bfloat16 (compute); params and losses stay float32
     # Offline distillation: a directory written by `python -m kdjax.tools.cache_teacher`; the frozen teacher's logits are
-    # read from it instead of running the teacher in the train step (needs data.augment='none').
+    # read from it instead of running the teacher in the train step (needs data.augment='none'; a replay cache,
+    # cache_teacher --views=K, serves augmented and mixed training: epoch e replays stored view e mod K).
     c.teacher_cache = ""
     # A replay cache (cache_teacher --views=K) that keeps only the top-k logits is approximate for every loss:
     # refused unless this is True (kdjax/data/replay_cache.py states the error).

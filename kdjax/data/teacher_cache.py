@@ -20,7 +20,8 @@ slicing, worker processes and checkpoint/resume, since all of them move whole re
 
 Only valid where teacher and student see the same deterministic view of each record: `check` refuses the cache
 with augmentations (data.augment other than 'none', mixup, cutmix), SSLD unlabeled data, and losses that read
-teacher outputs other than logits.
+teacher outputs other than logits. For augmented training, `cache_teacher --views=K` writes a replay cache instead
+(kdjax/data/replay_cache.py): K stored views per record with their parameters; `open_cache` opens either kind.
 """
 
 import hashlib
