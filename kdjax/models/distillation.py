@@ -10,6 +10,7 @@ Flax's `capture_intermediates` restricted to the paths its `capture` names.
 """
 
 import dataclasses
+import zlib
 from typing import Dict, Tuple
 
 import jax
@@ -47,6 +48,16 @@ def build_submodels(models_cfg, num_classes: int) -> Dict[str, SubModel]:
     return subs
 
 
+def model_key(rng, name: str):
+    """`rng` folded by a stable hash of the sub-model's name (crc32; Python's hash() varies per process).
+
+    Folding by the name rather than the position in config order pairs runs: seed s gives the Student the same
+    initial weights (and dropout stream) in a CE-only baseline (Student alone) and in a method config (Teacher,
+    Student), so a method's gain is not confounded with a different student init.
+    """
+    return jax.random.fold_in(rng, zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF)
+
+
 class DistillationModel:
     def __init__(self, submodels: Dict[str, SubModel]):
         self.submodels = submodels
@@ -57,9 +68,9 @@ class DistillationModel:
     def init_variables(self, rng, images):
         """Fresh variables for every sub-model: {name: {"params": ..., "batch_stats": ...}}."""
         out = {}
-        for i, name in enumerate(self.names):
+        for name in self.names:
             variables = self.submodels[name].module.init(
-                {"params": jax.random.fold_in(rng, i), "dropout": rng}, images, train=False)
+                {"params": model_key(rng, name), "dropout": rng}, images, train=False)
             out[name] = {k: v for k, v in variables.items() if k != COLLECTION}
         return out
 
@@ -79,8 +90,8 @@ class DistillationModel:
     def apply(self, params, batch_stats, frozen_vars, images, *, train: bool, rng):
         """Run every sub-model. Returns (outputs by model name, updated batch_stats of trainable models)."""
         outputs, new_stats = {}, {}
-        for i, name in enumerate(self.names):
-            r = jax.random.fold_in(rng, i)
+        for name in self.names:
+            r = model_key(rng, name)
             if name in frozen_vars:
                 out, _ = self._run(name, frozen_vars[name], images, False, r)
                 outputs[name] = jax.tree.map(jax.lax.stop_gradient, out)
