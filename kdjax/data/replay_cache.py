@@ -15,7 +15,7 @@ Layout (plain .npy, memory-mapped; row i = record i of the training split as tea
     topk_values.npy [N, K, k] `dtype`, topk_indices.npy int32 [N, K, k], logsumexp.npy float32 [N, K]
 
 Exactness: top_k=0 with float32 stores the teacher's logits as the step computed them (exact); float16 rounds them
-(relative error <= 2^-11). A top-k cache keeps the k largest logits and the log-sum-exp, so the k probabilities at
+(relative error <= 2^-11; refused like top-k unless accepted). A top-k cache keeps the k largest logits and the log-sum-exp, so the k probabilities at
 temperature 1 and the total mass of the rest are exact, but how the rest spreads over the other classes is lost
 (rebuilt evenly, teacher_cache.rebuild_logits); every loss then sees approximate teacher outputs, up to
 "max_rest_mass" of probability at T=1 and more at higher temperatures. Training refuses such a cache unless
@@ -130,6 +130,11 @@ def check_config(config, manifest: dict, directory: str, name: str):
             raise ConfigError(f"models.{name}.init", f"{init} holds other weights than the teacher the replay cache "
                                                      f"{directory} was built with; rebuild the cache")
     top_k = int(manifest.get("top_k", 0))
+    if manifest.get("dtype", "float32") != "float32" and not config.get("teacher_cache_approximate", False):
+        raise ConfigError("teacher_cache_approximate", f"the replay cache {directory} stores its logits in "
+                                                       f"{manifest['dtype']} (relative error up to 2^-11), so losses "
+                                                       f"see rounded teacher outputs; set teacher_cache_approximate="
+                                                       f"True to accept that, or rebuild with --dtype=float32")
     if top_k and not config.get("teacher_cache_approximate", False):
         raise ConfigError("teacher_cache_approximate", f"the replay cache {directory} keeps the top {top_k} of "
                                                        f"{manifest['num_classes']} logits per view (up to "
