@@ -4,10 +4,12 @@
 #   benchmarks/ablation.sh [ROUNDS] [STEPS]        (defaults: 3 rounds, 10 timed steps per run)
 #
 # Variants (each a full `python -m kdjax.tools.bench` process; the order rotates every round):
-#   plain     kdjax's flags off (KDJAX_XLA_FLAGS=0), flax-style BatchNorm, lax.conv VJP (KDJAX_FAST_BN/CONV=0)
+#   plain     kdjax's flags off (KDJAX_XLA_FLAGS=0), flax-style BatchNorm, lax.conv VJP (config.kernels='xla')
 #   flags     + kdjax/runtime/xla_flags.py's XLA:CPU flags (YNNPACK fusions off, scheduler, emitters)
-#   flags+bn  + the zoo BatchNorm's hand-written backward pass
-#   all       + kdjax/kernels/conv.py's VJP for every convolution (what kdjax runs by default)
+#   flags+bn  + the zoo BatchNorm's hand-written backward pass (kernels='cpu_tuned' with KDJAX_FAST_CONV=0)
+#   all       + kdjax/kernels/conv.py's VJP for every convolution (kernels='cpu_tuned': what 'auto' picks on CPU)
+# The kernel sets are chosen by config.kernels (kdjax/kernels/__init__.py); KDJAX_FAST_BN / KDJAX_FAST_CONV
+# (0/1) override one part of the chosen set, which is how flags+bn is expressed.
 # Prints per variant the median img/s and peak RSS, and the median over rounds of img/s relative to `plain`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +21,16 @@ mkdir -p benchmarks/results
 : > "$OUT"
 variant_env() {
   case $1 in
-    plain) echo "KDJAX_XLA_FLAGS=0 KDJAX_FAST_BN=0 KDJAX_FAST_CONV=0" ;;
-    flags) echo "KDJAX_FAST_BN=0 KDJAX_FAST_CONV=0" ;;
+    plain) echo "KDJAX_XLA_FLAGS=0" ;;
+    flags) echo "" ;;
     flags+bn) echo "KDJAX_FAST_CONV=0" ;;
-    all) echo "KDJAX_FAST_BN=1" ;;
+    all) echo "" ;;
+  esac
+}
+variant_kernels() {
+  case $1 in
+    plain|flags) echo "xla" ;;
+    *) echo "cpu_tuned" ;;
   esac
 }
 for ((i = 0; i < ROUNDS; i++)); do
@@ -30,7 +38,8 @@ for ((i = 0; i < ROUNDS; i++)); do
   r=$((i % 4)); order=("${order[@]:r}" "${order[@]:0:r}")
   for v in "${order[@]}"; do
     # shellcheck disable=SC2046
-    line=$(env $(variant_env "$v") python -m kdjax.tools.bench --config="$CONFIG" --batch=64 --steps="$STEPS" 2>/dev/null | tail -1)
+    line=$(env $(variant_env "$v") python -m kdjax.tools.bench --config="$CONFIG" --batch=64 --steps="$STEPS" \
+      --config.kernels="$(variant_kernels "$v")" --mfu=false 2>/dev/null | tail -1)
     echo "{\"round\": $i, \"variant\": \"$v\", \"result\": $line}" | tee -a "$OUT" | cut -c1-120
   done
 done

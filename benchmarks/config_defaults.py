@@ -49,6 +49,9 @@ def _shares_default_teacher(name) -> bool:
 def _load(name):
     import importlib.util
 
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)
+
     spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -80,13 +83,15 @@ def main():
     parser.add_argument("--configs", default="", help="comma-separated config names (default: every config)")
     parser.add_argument("--out", default="", help="JSON lines file (default: benchmarks/results/config_defaults-DATE.jsonl)")
     parser.add_argument("--workdir", default="", help="where the runs go (default: a temporary folder)")
+    parser.add_argument("--teacher", default="", help="the default Teacher's export from an earlier run of this "
+                                                      "script (WORKDIR/dkd/pretrain/Teacher/export), to reuse it")
     args = parser.parse_args()
     names = [n for n in args.configs.split(",") if n] or _configs()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or os.path.join(REPO, "benchmarks", "results", f"config_defaults-{stamp}.jsonl")
     root = args.workdir or tempfile.mkdtemp(prefix="kdjax_config_defaults_")
     shared = [n for n in names if _shares_default_teacher(n)]
-    teacher, teacher_phase = None, None
+    teacher, teacher_phase = args.teacher or None, None
     for name in sorted(names, key=lambda n: (n not in shared, n != "dkd", n)):
         workdir = os.path.join(root, name)
         extra = []

@@ -1,17 +1,27 @@
-"""PyTorch reference of the kdjax cifar100 DKD step, for `benchmarks/compare.sh` (optional: needs torch).
+"""PyTorch reference of kdjax's DKD steps, for `benchmarks/compare.sh` and `benchmarks/accelerator.sh` (needs torch).
 
     python benchmarks/torch_reference.py --batch=64 --steps=30 [--channels_last] [--threads=N]
+    python benchmarks/torch_reference.py --model=imagenet --device=cuda --amp --channels_last --batch=256
 
-The mdistiller CIFAR-100 DKD step, written out here: resnet32x4 teacher (eval mode, no grad) and resnet8x4
-student (train mode, forward + backward) exactly as mdistiller's `mdistiller/models/cifar/resnet.py` defines
-them (3x3 stem, BasicBlocks, 1x1 conv + BN projection, AvgPool2d(8), fc), loss CE + min(epoch/20, 1) · DKD
-(T=4, alpha=1, beta=8), SGD lr 0.05 momentum 0.9 weight decay 5e-4. Synthetic data already in memory
-(uint8 NHWC images normalised inside the timed step, as kdjax does). Prints one JSON line like `kdjax.tools.bench`:
-images/s (median over the timed steps), compile seconds (first step), peak RSS (MB), device, batch, config.
+--model=cifar100 (default): the mdistiller CIFAR-100 DKD step, written out here: resnet32x4 teacher (eval mode, no
+grad) and resnet8x4 student (train mode, forward + backward) exactly as mdistiller's
+`mdistiller/models/cifar/resnet.py` defines them (3x3 stem, BasicBlocks, 1x1 conv + BN projection, AvgPool2d(8),
+fc), loss CE + min(epoch/20, 1) · DKD (T=4, alpha=1, beta=8), SGD lr 0.05 momentum 0.9 weight decay 5e-4.
+--model=imagenet: the step of `configs/dkd.py:imagenet` — PaddleClas ResNet34 teacher, ResNet18 student
+(benchmarks/torch_imagenet.py), 224x224, 1000 classes, CE + DKD (T=1, alpha=1, beta=1), SGD lr 0.1 momentum 0.9
+weight decay 1e-4.
+
+Synthetic data already on the device (uint8 NHWC images normalised inside the timed step, as kdjax does).
+--amp: bfloat16 autocast (kdjax's precision=bfloat16: bf16 compute, float32 parameters). On CUDA, float32 runs
+allow TF32 in matmuls and convolutions (what XLA does by default) and cuDNN autotuning is on; every timed step
+ends with torch.cuda.synchronize(). Prints one JSON line like `kdjax.tools.bench`: images/s (median over the
+timed steps), compile seconds (first step), peak RSS (MB), device, batch, config.
 """
 
 import argparse
+import contextlib
 import json
+import os
 import resource
 import statistics
 import sys
@@ -21,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # torch_imagenet
 
 
 class BasicBlock(nn.Module):
@@ -122,8 +134,40 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def build(args, device, fmt):
+    """(teacher, student, optimizer, mean, std, image size, classes, temperature, beta, description)."""
+    if args.model == "imagenet":
+        from torch_imagenet import resnet18, resnet34
+
+        teacher, student = resnet34(1000), resnet18(1000)
+        size, classes, temperature, beta, lr, wd = args.image_size or 224, 1000, 1.0, 1.0, 0.1, 1e-4
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        desc = f"ResNet34->ResNet18 CE+DKD(T=1,a=1,b=1) SGD(0.1,m0.9,wd1e-4) {size}x{size}"
+    else:
+        teacher, student = resnet32x4(), resnet8x4()
+        size, classes, temperature, beta, lr, wd = 32, 100, args.temperature, args.beta, 0.05, 5e-4
+        mean, std = MEAN, STD
+        desc = "resnet32x4->resnet8x4 CE+DKD(T=4,a=1,b=8) SGD(0.05,m0.9,wd5e-4)"
+    teacher = teacher.to(device=device, memory_format=fmt).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = student.to(device=device, memory_format=fmt).train()
+    opt = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=wd)
+    mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return teacher, student, opt, mean, std, size, classes, temperature, beta, desc
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=("cifar100", "imagenet"), default="cifar100")
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="auto: cuda when available")
+    ap.add_argument("--amp", action="store_true", help="bfloat16 autocast (kdjax precision=bfloat16)")
+    ap.add_argument("--image_size", type=int, default=0, help="--model=imagenet: image side (default 224)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
@@ -137,27 +181,35 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    teacher = resnet32x4().to(memory_format=fmt).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    student = resnet8x4().to(memory_format=fmt).train()
-    opt = torch.optim.SGD(student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
+    teacher, student, opt, mean, std, size, classes, temperature, beta, desc = build(args, device, fmt)
     rng = np.random.default_rng(0)
-    images = torch.from_numpy(rng.integers(0, 256, (args.batch, 32, 32, 3), dtype=np.uint8))
-    labels = torch.from_numpy(rng.integers(0, 100, (args.batch,)).astype(np.int64))
+    images = torch.from_numpy(rng.integers(0, 256, (args.batch, size, size, 3), dtype=np.uint8)).to(device)
+    labels = torch.from_numpy(rng.integers(0, classes, (args.batch,)).astype(np.int64)).to(device)
+    autocast = (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if args.amp else \
+        contextlib.nullcontext
+
+    def logits(out):
+        return out[0] if isinstance(out, tuple) else out
 
     def step(epoch: int):
         x = ((images.permute(0, 3, 1, 2).float() / 255.0) - mean) / std
         x = x.contiguous(memory_format=fmt)
-        with torch.no_grad():
-            logits_t, _ = teacher(x)
-        logits_s, _ = student(x)
+        with autocast():
+            with torch.no_grad():
+                logits_t = logits(teacher(x))
+            logits_s = logits(student(x))
+        logits_s, logits_t = logits_s.float(), logits_t.float()  # kdjax: losses in float32
         loss_ce = F.cross_entropy(logits_s, labels)
-        loss_dkd = min(epoch / 20.0, 1.0) * dkd_loss(logits_s, logits_t, labels, 1.0, args.beta, args.temperature)
-        loss = loss_ce + loss_dkd
+        warm = min(epoch / 20.0, 1.0) if args.model == "cifar100" else 1.0
+        loss = loss_ce + warm * dkd_loss(logits_s, logits_t, labels, 1.0, beta, temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -166,6 +218,8 @@ def main(argv=None):
     def timed():
         t = time.perf_counter()
         loss = step(1)
+        if cuda:
+            torch.cuda.synchronize()
         return time.perf_counter() - t, loss
 
     compile_s, loss = timed()  # first step: oneDNN primitive creation, allocator warm-up
@@ -193,11 +247,15 @@ def main(argv=None):
     if not torch.isfinite(loss):
         print("non-finite loss", file=sys.stderr)
     med = statistics.median(times)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     print(json.dumps({
         "impl": "pytorch", "images_per_s": round(args.batch / med, 2), "step_ms_median": round(1000 * med, 2),
         "compile_s": round(max(compile_s - med, 0.0), 3), "peak_rss_mb": round(peak_rss_mb(), 1),
-        "device": f"cpu ({torch.get_num_threads()} threads)", "batch": args.batch,
-        "config": "resnet32x4->resnet8x4 CE+DKD(T=4,a=1,b=8) SGD(0.05,m0.9,wd5e-4)",
+        "device": (f"cuda ({torch.cuda.get_device_name(device)})" if cuda
+                   else f"cpu ({torch.get_num_threads()} threads)"), "batch": args.batch,
+        "config": desc, "model": args.model, "precision": "bfloat16 (autocast)" if args.amp else "float32",
+        "params": {"teacher": count(teacher), "student": count(student)},
+        "peak_device_mb": round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1) if cuda else None,
         "layout": "NHWC (channels_last)" if args.channels_last else "NCHW", "steps": len(times),
         "loss": float(loss.detach()), "torch": torch.__version__}), flush=True)
 

@@ -32,7 +32,9 @@ def get_config(arg=None):
     # configs/multi_teacher.py defines it): trained once like the main teacher; other frozen models get `teacher`
     c.extra_teachers = ml_collections.ConfigDict({"Teacher2": model_entry("ConvNet", depth=2, stem_stride=2)})
     c.methods = ("baseline", "kd", "dkd", "dist", "wsl", "dml", "rkd", "mgd", "afd", "udml",
-                 "fitnet", "at", "kd_ls", "dkd_ls", "skd", "pefd", "crd", "multi_teacher")
+                 "fitnet", "at", "kd_ls", "dkd_ls", "skd", "pefd", "crd", "multi_teacher",
+                 "nkd", "uskd", "ctkd", "ctkd_ls", "mlkd", "mlkd_ls",
+                 "reviewkd", "pkt", "sp", "nst", "vid", "ofd", "ickd", "kd_dot")
     c.method_configs_dir = "configs"
     c.seeds = (0, 1, 2)
     c.seeds_for = ml_collections.ConfigDict()  # per-method seeds where a method gets fewer runs (say so in results)

@@ -18,6 +18,7 @@ from kdjax.runtime.lock import hold_workdir
 from kdjax.runtime.oserrors import describe
 from kdjax.runtime.workdir import (SUMMARY_FILE, check_workdir, check_workdir_path, compare_workdir, move_aside,
                                    write_summary)
+from kdjax.weights import model_cache
 from kdjax.weights.export_dir import is_export_dir
 from kdjax.trainer import Trainer
 
@@ -44,14 +45,27 @@ _PRETRAIN_FIELDS = (("train.batch_size", "pretrain.batch_size"), ("train.epochs"
                     ("optim.", "pretrain.optim."))
 
 
+def _pretrain_error(e: ConfigError) -> ConfigError:
+    """A pretrain phase's error, its field renamed to the config.pretrain field that set it."""
+    for ours, theirs in _PRETRAIN_FIELDS:
+        if e.field.startswith(ours):
+            return ConfigError(theirs + e.field[len(ours):], e.message)
+    return e
+
+
 def _pretrain_phase(config, name, phase_dir, train_src, test_src, info):
     try:
         return Trainer(pretrain_config(config, name), phase_dir, train_src, test_src, info, f"train {name}")
     except ConfigError as e:
-        for ours, theirs in _PRETRAIN_FIELDS:
-            if e.field.startswith(ours):
-                raise ConfigError(theirs + e.field[len(ours):], e.message) from None
-        raise
+        raise _pretrain_error(e) from None
+
+
+def _train_pretrain_phase(pre, export_dir):
+    """`pre.train(export_dir)`; a refusal at its first step (e.g. device memory) names the pretrain field."""
+    try:
+        return pre.train(export_dir)
+    except ConfigError as e:
+        raise _pretrain_error(e) from None
 
 
 def run(config, workdir: str, restart: bool = False) -> dict:
@@ -143,13 +157,14 @@ def _run_locked(config, workdir, restart, mine, phase, pretrain_phases, lock):
 
     pretrained = {}
     for name, (pre, export_dir) in pretrain_phases.items():
-        if not is_export_dir(export_dir):
+        if not is_export_dir(export_dir) and not model_cache.reuse(config, name, pre.info, pre.train_source, export_dir):
             if is_main:
                 print(f"models.{name} has init='train': training {name} ({config.models[name].arch}) first with "
                       f"ground-truth CE for {config.pretrain.epochs} epochs, then distilling.", flush=True)
-            result = pre.train(export_dir)
+            result = _train_pretrain_phase(pre, export_dir)
             if result.get("preempted"):
                 return result
+            model_cache.publish(config, name, pre.info, pre.train_source, export_dir)  # trained once: kept for later runs
         elif is_main:
             print(f"models.{name}: using the {name} trained earlier in {export_dir}", flush=True)
         with config.unlocked():
@@ -160,7 +175,7 @@ def _run_locked(config, workdir, restart, mine, phase, pretrain_phases, lock):
     if result.get("preempted"):
         return result
     summary = {"eval": result, "export_dir": os.path.join(workdir, "export"), "pretrained": pretrained,
-               "dataset": record(phase.info)}
+               "dataset": record(phase.info), "best": result.get("best")}
     if is_main:
         print(summary_table(config, result, summary["export_dir"]), flush=True)
         write_summary(workdir, summary)
@@ -178,6 +193,10 @@ def summary_table(config, result: dict, export_dir: str) -> str:
         lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)))
         if i == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
+    best = result.get("best")
+    if best:
+        lines.append(f"Best {config.export_model}: top-1 {100 * best['top1']:.2f}% at step {best['step']} "
+                     f"→ {best['dir']}")
     lines.append(f"Exported {config.export_model} → {export_dir}")
     lines.append(f"  try: python -m kdjax.infer --export_dir={export_dir} --from_dataset=8")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from kdjax.config.check import check_model_outputs, check_teacher_cache
 from kdjax.runtime.checkpoints import PhaseCheckpoints
 from kdjax.data.device_prefetch import DevicePrefetch
 from kdjax.data.pipeline import eval_batches, train_pipeline
-from kdjax.data.preprocess import export_fields, run_normalization
+from kdjax.data.preprocess import run_normalization
 from kdjax.models.distillation import DistillationModel, build_submodels, normalize
 from kdjax.runtime.host_memory import compile_then_release, release_host_memory
 from kdjax.weights.init import check_variables_match, load_init
@@ -33,6 +33,9 @@ from kdjax.runtime.oserrors import close_all
 from kdjax.runtime.preemption import Preemption
 from kdjax.runtime.run_log import RunLog
 from kdjax.runtime.workdir import write_json
+from kdjax.weights.best import BestModel
+from kdjax.config.metric_names import rename, term_labels
+from kdjax.weights.from_workdir import submodel_spec, write_model_specs
 from kdjax.steps import LOSS_PARAMS, cached_key, create_state, make_eval_step, make_train_step
 
 log = logging.getLogger("kdjax")
@@ -50,19 +53,20 @@ class Trainer:
         self.train_source, self.test_source, self.info = train_source, test_source, info
         self.num_classes = int(config.data.get("num_classes") or info.num_classes)
         self.submodels = build_submodels(config.models, self.num_classes)
-        self.model = DistillationModel(self.submodels)
+        self.model = DistillationModel(self.submodels, kernels=config.get("kernels", "auto"))
         self.parallel = make_parallel(config.get("mesh"), config.train.batch_size,
                                       grad_accum_steps=int(config.train.get("grad_accum_steps", 1) or 1))
         self.mean, self.std = run_normalization(config.data, info, train_source)  # config's, or the training images'
         self.dtype = _compute_dtype(config)
         self.losses = build_losses(list(config.losses.values()))
+        self.metric_labels = term_labels(config, self.losses)  # loss-term names logged (config.metric_names)
         self.sample = normalize(jnp.zeros((2,) + tuple(info.image_shape), jnp.uint8), self.mean, self.std)
         check_model_outputs(config, self.model, self.losses, self.sample, self.num_classes)
         # offline distillation: the cached model's logits come with each batch; the train step does not run it
         cached = check_teacher_cache(config)
         self.cache = teacher_cache.open_cache(config.teacher_cache) if cached else None
-        self.train_model = DistillationModel({n: s for n, s in self.submodels.items() if n != cached}) \
-            if cached else self.model
+        self.train_model = DistillationModel({n: s for n, s in self.submodels.items() if n != cached},
+                                             kernels=self.model.kernels) if cached else self.model
 
     # ---- variables -------------------------------------------------------------------------------------------
     def initial_variables(self):
@@ -101,7 +105,7 @@ class Trainer:
         num_data = len(self.train_source) if self.losses.stateful else 0  # CRD memory banks: one row per example
         state_rng = jax.random.PRNGKey(int(self.config.seed) + 98)
         state, _ = self.parallel.init_sharded(
-            lambda p, b: create_state(p, b, tx, self.losses, self.losses.init_state(state_rng, num_data)),
+            lambda p, b: create_state(p, b, tx, self.losses, self.losses.init_state(state_rng, num_data, frozen)),
             params, batch_stats)
         return state, frozen
 
@@ -116,13 +120,22 @@ class Trainer:
             self.train_model, self.losses, tx, schedule, mean=self.mean, std=self.std,
             steps_per_epoch=steps_per_epoch, compute_dtype=self.dtype,
             grad_accum_steps=int(self.config.train.get("grad_accum_steps", 1) or 1),
-            cached=(self.cache.model,) if self.cache else ()), par.shardings_of(state), par.shardings_of(frozen))
+            cached=(self.cache.model,) if self.cache else (), gather_params=par.gather_params),
+            par.shardings_of(state), par.shardings_of(frozen))
         release_host_memory(clear_jax_caches=True)  # initialisation's executables and garbage (host_memory.py)
-        return compile_then_release(train_step), state, frozen
+        return compile_then_release(train_step, on_compiled=self._check_memory), state, frozen
+
+    def _check_memory(self, compiled):
+        """Before the first step runs: refuse a step XLA estimates larger than the devices' free memory."""
+        from kdjax.runtime.compiled import memory
+        from kdjax.runtime.device_memory import check_fits
+
+        check_fits(memory(compiled), self.config, arguments_resident=True, what=f"[{self.desc}] the train step")
 
     def _jit_eval_step(self, state, frozen):
         par = self.parallel
-        return par.jit_eval_step(make_eval_step(self.model, mean=self.mean, std=self.std, compute_dtype=self.dtype),
+        return par.jit_eval_step(make_eval_step(self.model, mean=self.mean, std=self.std, compute_dtype=self.dtype,
+                                                gather_params=par.gather_params),
                                  par.shardings_of(state.params), par.shardings_of(state.batch_stats),
                                  par.shardings_of(frozen))
 
@@ -138,7 +151,9 @@ class Trainer:
         batches = self._device_batches(host_batches)
         eval_step = self._jit_eval_step(state, frozen)
         runlog = RunLog(self.directory, pipe.total_steps, start, self.config.train.batch_size, self.desc,
-                        enabled=jax.process_index() == 0)
+                        enabled=jax.process_index() == 0, postfix_keys=tuple(self.metric_labels.values()))
+        write_model_specs(self)  # WORKDIR/models.json: what `python -m kdjax.export` needs to export any sub-model
+        best = BestModel(self.directory, self.config.export_model)
         cadence = Cadence(self.config.train, pipe.steps_per_epoch, pipe.total_steps, start)
         wait, nonfinite = DataWait(), NonFinitePolicy(self.config, self.losses, self.desc, ckpts)
         meta = {"desc": self.desc, "total_steps": pipe.total_steps}
@@ -164,6 +179,7 @@ class Trainer:
                     if cadence.evaluate(step):
                         last_eval = self.evaluate(state, frozen, eval_step)
                         runlog.scalars(step, {k: v for k, v in last_eval.items() if k != "count"}, kind="eval")
+                        best.update(step, last_eval, lambda d, **kw: self.export(d, state, frozen, **kw))
                     # 4. Stopping (SIGTERM, train.stop_after_steps) is agreed by every host before anyone saves:
                     #    one host checkpointing while another trains would deadlock both.
                     if cadence.stop_early(step):
@@ -185,10 +201,11 @@ class Trainer:
             last_eval = self.evaluate(state, frozen, eval_step)
         # 6. Export: every process takes part (FSDP shards are gathered); process 0 writes.
         self.export(export_dir, state, frozen)
-        return self._report(last_eval, pipe, start, elapsed, wait)
+        return dict(self._report(last_eval, pipe, start, elapsed, wait), best=best.summary())
 
     def _pipeline(self):
-        """The training batches: records carry their dataset index when a loss (CRD) or the teacher cache needs it."""
+        """The training batches: records carry their dataset index when a loss (CRD) or the teacher cache needs it, and
+        the extra input views a loss reads (MLKD's strong view)."""
         cfg = self.config
         source = self.train_source
         if self.cache is not None:
@@ -199,7 +216,8 @@ class Trainer:
         return train_pipeline(source, global_batch=cfg.train.batch_size, epochs=cfg.train.epochs, seed=int(cfg.seed),
                               process_index=jax.process_index(), process_count=jax.process_count(),
                               augment=cfg.data.augment, num_threads=int(cfg.data.num_threads),
-                              prefetch=int(cfg.data.prefetch), replay_cache=self._replay_cache())
+                              prefetch=int(cfg.data.prefetch), views=self.losses.views,
+                              replay_cache=self._replay_cache())
 
     def _replay_cache(self):
         """The replay cache (K augmented views with their parameters, kdjax/data/replay_cache.py), or None."""
@@ -245,7 +263,7 @@ class Trainer:
 
     def _with_counters(self, metrics: dict, state, pipe) -> dict:
         """Logged scalars plus the run's health counters: dropped non-finite steps, skipped bad images."""
-        metrics = dict(metrics)
+        metrics = rename(metrics, self.metric_labels)
         bad = int(jax.device_get(state.nonfinite_steps))
         if bad:
             metrics["nonfinite_steps"] = bad
@@ -275,8 +293,9 @@ class Trainer:
                               batch_size=int(self.config.train.eval_batch_size))
 
     # ---- export ----------------------------------------------------------------------------------------------
-    def export(self, export_dir: str, state, frozen):
-        """Called on every process (FSDP-sharded params are gathered with a collective); process 0 writes."""
+    def export(self, export_dir: str, state, frozen, **spec_extra):
+        """Called on every process (FSDP-sharded params are gathered with a collective); process 0 writes.
+        `spec_extra` goes into the export's spec.json (e.g. best={step, top1})."""
         name = self.config.export_model
         if name in frozen:
             variables = self.parallel.fetch(frozen[name])
@@ -287,12 +306,7 @@ class Trainer:
             variables = self.parallel.fetch(variables)
         if jax.process_index() != 0:
             return
-        sub = self.submodels[name]
-        kwargs = {k: v for k, v in sub.kwargs.items() if k != "num_classes"}
-        spec = export_lib.make_spec(sub.arch, kwargs, self.num_classes, self.info.image_shape, self.mean, self.std,
-                                    self.info.label_names, model_name=name,
-                                    **export_fields(self.info, self.test_source))  # identity, eval preprocessing
-        export_lib.save_export(export_dir, variables, spec)
+        export_lib.save_export(export_dir, variables, submodel_spec(self, name, **spec_extra))
 
 
 def evaluate_split(parallel, eval_step, params, batch_stats, frozen, source, *, batch_size: int, limit: int = 0) -> dict:

@@ -76,12 +76,17 @@ def _is_number(value) -> bool:
 def check_config(config):
     """The config alone: fields, models, losses; nothing is opened."""
     check_fields(config)
+    _check_optimizers(config)
     if not config.get("models"):
         raise ConfigError("models", "no sub-models configured; add e.g. config.models.Student = model_entry('resnet8x4')")
     for name, m in config.models.items():
         if not m.get("arch"):
             raise ConfigError(f"models.{name}.arch", "missing")
         check_arch(m.arch, f"models.{name}.arch")  # a zoo name, or a user's 'file.py:Class' that resolves
+        if m.get("train_mode") and not m.get("frozen"):
+            raise ConfigError(f"models.{name}.train_mode", f"only means something for a frozen model (a trained one "
+                                                           f"always runs in training mode); set models.{name}.frozen="
+                                                           f"True or drop train_mode")
         if m.get("frozen") and not m.get("init"):
             raise ConfigError(f"models.{name}.init",
                               f"models.{name} is frozen but has no init: give a checkpoint (export dir, converted "
@@ -106,6 +111,16 @@ def check_config(config):
     check_data_config(config.data)  # each data source's own fields
     check_teacher_cache(config)
     _check_losses(config)
+    check_accumulation(config)
+
+
+def _check_optimizers(config):
+    """Rules between optimizer fields (DOT: optim.delta set, momentum ± delta >= 0, no Nesterov/clipping)."""
+    from kdjax.optim import check_optimizer
+
+    check_optimizer(config.optim, "optim")
+    if config.get("pretrain") and config.pretrain.get("optim"):
+        check_optimizer(config.pretrain.optim, "pretrain.optim")
 
 
 def loss_field(config, field: str) -> str:
@@ -132,6 +147,41 @@ def _check_losses(config):
         validate_losses(list(config.losses.values()), list(config.models), captured, frozen)
     except ConfigError as e:  # the registry numbers entries; users address them by name
         raise _renamed(config, e) from None
+
+
+def check_accumulation(config):
+    """train.grad_accum_steps > 1 splits each batch into micro-batches whose gradients are averaged: exact only for
+    losses that are a mean of per-sample terms (`LossSpec.separable`, declared in each loss's module). Any other
+    entry, and SSLD's labeled-rows-only CE of a model trained first, is refused."""
+    accum = int(config.train.get("grad_accum_steps", 1) or 1)
+    if accum <= 1:
+        return
+    from kdjax.losses.entries import parse_entries
+    from kdjax.losses.registry import BatchKind, is_separable
+
+    masked = bool(config.data.get("unlabeled_list") or config.data.get("unlabeled_split"))
+    batch = BatchKind(label_mask=masked)
+    names = list(config.losses)
+    for entry in parse_entries(list(config.losses.values())):
+        if not is_separable(entry, batch):
+            why = ""
+            if entry.type == "gt_ce" and entry.params.get("reduction") == "sum":
+                why = " with reduction='sum'"
+            elif entry.type in ("gt_ce", "deit") and masked:
+                why = " on SSLD batches (its CE is a mean over the labeled rows only)"
+            elif entry.spec.separable is None:
+                why = (" declares no `separable` in its LossSpec and so counts as relating the samples of a batch:"
+                       " it")
+            raise ConfigError(f"losses.{names[entry.index]}",
+                              f"'{entry.type}'{why} is not a mean of per-sample terms, so train.grad_accum_steps="
+                              f"{accum} would change its gradient (micro-batches of {config.train.batch_size // accum}"
+                              f" instead of the batch of {config.train.batch_size}); set train.grad_accum_steps=1 "
+                              f"(more devices, mesh.fsdp or a smaller train.batch_size fit memory instead)")
+    if masked and any(m.get("init") == TRAIN_FIRST for m in config.models.values()):
+        raise ConfigError("train.grad_accum_steps",
+                          f"models trained first (init='train') learn with CE over the labeled rows of SSLD batches, "
+                          f"which micro-batches of train.grad_accum_steps={accum} would change; set it to 1, or "
+                          f"train those models separately")
 
 
 def check_inits(config, num_classes: int):
@@ -235,6 +285,11 @@ def check_model_outputs(config, model, losses, sample, num_classes: int):
                                      f"model num_classes={num_classes} (or fix data.num_classes)")
     try:
         losses.shape_check(outputs)
+        if losses.reads_teachers:  # OFD: the teacher BatchNorms its margins come from
+            import jax
+
+            shapes = jax.eval_shape(model.init_variables, jax.random.PRNGKey(0), sample)
+            losses.check_teachers({n: shapes[n] for n in model.frozen}, outputs)
     except ConfigError as e:
         raise _renamed(config, e) from None
 
@@ -263,6 +318,9 @@ def check_teacher_cache(config) -> Optional[str]:
             return None  # pre-training the teacher itself: it must run
         raise ConfigError(f"models.{name}.frozen", f"teacher_cache holds logits of {name}, so {name} must be a "
                                                    f"frozen model; a trained model's outputs change every step")
+    if m.get("train_mode"):
+        raise ConfigError(f"models.{name}.train_mode", f"{name} runs in training mode (batch statistics), so its "
+                                                       f"logits depend on the batch and cannot be cached; drop one")
     if m.arch != manifest["arch"]:
         raise ConfigError(f"models.{name}.arch", f"{m.arch!r}, but the cache in {directory} was computed by "
                                                  f"{manifest['arch']!r}")
@@ -328,6 +386,11 @@ def _check_cache_losses(config, name: str):
             for side, model in enumerate(unit):
                 if model != name:
                     continue
+                if entry.spec.views:
+                    raise ConfigError("teacher_cache", f"losses.{lname} ({entry.type}) reads {name} on extra views "
+                                                       f"{list(entry.spec.views)} of each image (e.g. mlkd's strong "
+                                                       f"view), which a cache does not hold; drop teacher_cache to "
+                                                       f"run {name} live")
                 keys = [k for k in input_keys(entry, side) if k != "logits"]
                 if keys:
                     raise ConfigError(f"losses.{lname}.{entry.key_fields[side]}",

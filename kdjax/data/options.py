@@ -23,6 +23,7 @@ class PipelineOptions:
     num_classes: int = 0               # for soft labels
     skip_bad_images: bool = False
     num_workers: int = 0               # grain worker processes (0: threads only)
+    interpolation: str = "bilinear"    # the resize filter of both crops (transforms.FILTERS)
     replayable: bool = False           # draws per record from (seed, view=epoch, index): kdjax/data/replay.py
 
     @property
@@ -42,6 +43,7 @@ def options_from_config(data, num_classes: int, default_data: bool = False, imag
         num_classes=int(num_classes),
         skip_bad_images=bool(data.get("skip_bad_images", False)),
         num_workers=int(data.get("num_workers", 0) or 0),
+        interpolation=str(data.get("interpolation", "bilinear")),
         replayable=bool(data.get("replayable", False)),
     )
     check_options(opts)

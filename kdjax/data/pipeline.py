@@ -9,7 +9,8 @@ iterator is a grain DatasetIterator whose state ({"step": n}, see resumable.py) 
 and stays valid when data.num_workers or data.num_threads change between runs.
 
 Batch keys: "image" uint8 [N, H, W, C], "label" int32 [N]; "label_mask" float32 [N] (SSLD: 0 = unlabeled);
-"soft_label" float32 [N, num_classes] (when mixup or cutmix is on). Eval batches add "mask" (0 = padding).
+"soft_label" float32 [N, num_classes] (when mixup or cutmix is on); "image_strong" uint8 (when a loss reads the
+strong view, see strong_augment.py). Eval batches add "mask" (0 = padding).
 """
 
 import dataclasses
@@ -26,6 +27,7 @@ from kdjax.data.mixing import MixBatch
 from kdjax.data.options import PipelineOptions, check_options, resizes_records
 from kdjax.data.resumable import ResumableBatches
 from kdjax.data.ssld import SsldSource
+from kdjax.data.strong_augment import StrongAugment, StrongRecordCrop, check_views
 from kdjax.data.transforms import EvalRecordTransform, TrainRecordTransform
 from kdjax.errors import ConfigError
 
@@ -42,6 +44,9 @@ def _stack(records):
         out["index"] = np.asarray([r["index"] for r in records], dtype=np.int32)
     if BAD_KEY in records[0]:
         out[BAD_KEY] = int(sum(int(r[BAD_KEY]) for r in records))
+    for key in records[0]:  # extra views cropped per record (strong_augment.StrongRecordCrop)
+        if key.startswith("image_"):
+            out[key] = np.stack([np.asarray(r[key], dtype=np.uint8) for r in records]).reshape(image.shape)
     return out
 
 
@@ -111,23 +116,42 @@ class _Reader:
         return ds
 
 
+def _add_views(views, opts: PipelineOptions):
+    """(per-record map or None, batch map or None) that add the extra input `views` some loss reads
+    (LossSpec.views): "strong" adds batch["image_strong"] (strong_augment.py); none for ()."""
+    if not check_views(views):
+        return None, None
+    if opts.mixing:
+        raise ConfigError("data.mixup_alpha", "a loss here reads a strong view of each image (e.g. mlkd), which "
+                          "mixup/cutmix would have to mix identically; set data.mixup_alpha and data.cutmix_alpha "
+                          "to 0")
+    record_map = StrongRecordCrop(opts.image_size, opts.crop_scale) if opts.augment == "imagenet" else None
+    return record_map, StrongAugment(opts.augment)
+
+
 def train_pipeline(source, *, global_batch: int, epochs: float, seed: int, process_index: int = 0,
                    process_count: int = 1, augment: Optional[str] = None, num_threads: int = 2,
                    prefetch: int = 4, options: Optional[PipelineOptions] = None,
-                   num_workers: Optional[int] = None, replay_cache=None) -> TrainPipeline:
+                   num_workers: Optional[int] = None, views=(), replay_cache=None) -> TrainPipeline:
     """Batches of `global_batch // process_count` local examples; epochs may be fractional.
 
     `options` defaults to `source.options` (set by `open_source` from config.data); `augment` and
-    `num_workers`, when given, override it. With `options.replayable` or a `replay_cache` (ReplayCache), views are
-    drawn per record from (seed, view, index) or read from the cache (kdjax/data/replay.py).
+    `num_workers`, when given, override it. `views` ("strong"): extra augmented copies of each batch's records,
+    batch["image_<view>"], for the losses that read them (CombinedLoss.views); drawn from their own seeds, so
+    the weak view ("image") is the same batch with or without them. With `options.replayable` or a `replay_cache`
+    (ReplayCache), views are drawn per record from (seed, view, index) or read from the cache (kdjax/data/replay.py).
     """
     opts = _resolve_options(source, options, augment=augment, num_workers=num_workers)
     if opts.replayable or replay_cache is not None:
         from kdjax.data.replay_pipeline import replay_pipeline
 
+        if views:
+            raise ConfigError("data.replayable", f"losses reading extra views ({', '.join(views)}) cannot be "
+                                                 f"replayed yet; drop data.replayable/the replay cache")
         return replay_pipeline(source, opts, replay_cache, global_batch=global_batch, epochs=epochs, seed=seed,
                                 process_index=process_index, process_count=process_count, num_threads=num_threads,
                                 prefetch=prefetch)
+    view_record_map, view_batch_map = _add_views(views, opts)
     n = len(source)
     if global_batch % process_count:
         raise ConfigError("train.batch_size", f"{global_batch} is not divisible by the {process_count} processes")
@@ -139,9 +163,13 @@ def train_pipeline(source, *, global_batch: int, epochs: float, seed: int, proce
     ds = ds.slice(slice(process_index, None, process_count))
     image_shape = getattr(source, "image_shape", None)
     if resizes_records(opts, image_shape):
+        if view_record_map is not None:  # before the weak view's crop replaces the record's image
+            ds = ds.random_map(view_record_map, seed=(seed + 6) % 2**32)
         ds = ds.random_map(TrainRecordTransform(opts.image_size, opts.augment == "imagenet", opts.eval_crop_ratio,
-                                                opts.crop_scale), seed=(seed + 2) % 2**32)
+                                                opts.crop_scale, opts.interpolation), seed=(seed + 2) % 2**32)
     ds = GatherBatches(ds, global_batch // process_count, _stack)
+    if view_batch_map is not None:  # from the records before the weak view's batch augmentation
+        ds = ds.random_map(view_batch_map, seed=(seed + 5) % 2**32)
     aug = make_batch_augment(opts.augment)
     if aug is not None:
         ds = ds.random_map(aug, seed=(seed + 1) % 2**32)
@@ -209,7 +237,7 @@ def eval_batches(source, *, global_batch: int, process_index: int = 0, process_c
     opts = _resolve_options(source, options)
     n = len(source) if not limit else min(limit, len(source))
     local = global_batch // process_count
-    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio) \
+    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio, opts.interpolation) \
         if resizes_records(dataclasses.replace(opts, augment="none"), getattr(source, "image_shape", None)) else None
     build = _EvalBatch(source, n, global_batch, local, process_index, process_count, resize, opts.skip_bad_images)
     ds = grain.MapDataset.range(math.ceil(n / global_batch)).map(build)

@@ -12,10 +12,10 @@
 * Weight gradient: XLA's own (measured faster here than forming it as per-tap patches × dY products; see
   benchmarks/README.md).
 
-Values and gradients match lax.conv_general_dilated to float32 rounding (tests/test_perf_numerics.py).
+Values and gradients match lax.conv_general_dilated to float32 rounding (tests/unit/test_kernels.py). Used where
+`kdjax.kernels` chooses it (XLA:CPU by default).
 """
 
-import os
 from functools import partial
 from typing import Tuple
 
@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from kdjax import kernels
+
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
-# Read when a model is traced. KDJAX_FAST_CONV=0: every Conv is plain lax.conv_general_dilated with XLA's VJP.
-ENABLED = os.environ.get("KDJAX_FAST_CONV", "1") != "0"
 
 
 def _xla_conv(x, w, strides, padding, groups):
@@ -118,8 +118,10 @@ def conv2d(x, w, strides=(1, 1), padding=((0, 0), (0, 0)), groups: int = 1):
 def flax_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                               dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
     """Drop-in for `lax.conv_general_dilated` as Flax's `nn.Conv(conv_general_dilated=...)` calls it: 2-D NHWC/HWIO
-    convolutions with explicit padding and no dilation go through `conv2d`; anything else to lax unchanged."""
-    plain = (ENABLED and lhs.ndim == 4 and not kwargs and precision is None and not isinstance(padding, str)
+    convolutions with explicit padding and no dilation go through `conv2d` where `kdjax.kernels` chose this VJP
+    (XLA:CPU); anything else to lax unchanged."""
+    plain = (kernels.current().conv == "custom_vjp" and lhs.ndim == 4 and not kwargs and precision is None
+             and not isinstance(padding, str)
              and all(d in (None, 1) for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
              and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape))
     if plain:

@@ -70,4 +70,6 @@ register_loss(LossSpec(
     "AT: Zagoruyko & Komodakis, ICLR 2017", "pairs", "unused", dict(p=2.0, beta=1000.0),
     lambda e, a, b, ctx: (at_loss([a[k] for k in e.s_keys], [b[k] for k in e.t_keys], e.params["p"],
                                   e.params["beta"]),),
-    checks=dict(p=positive, beta=number), entry_check=_entry, shape_check=_shapes, multi_key=True))
+    checks=dict(p=positive, beta=number), entry_check=_entry, shape_check=_shapes, multi_key=True,
+    # separable: per-sample attention maps, mean over samples
+    separable=True))

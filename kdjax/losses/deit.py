@@ -95,4 +95,7 @@ register_loss(LossSpec(
     "DeiT: Touvron et al., ICML 2021", "pairs", "required",
     dict(distillation_type="hard", alpha=0.5, tau=1.0, epsilon=None), _compute,
     checks=dict(distillation_type=one_of(*TYPES), alpha=unit_interval, tau=positive, epsilon=optional_unit_open),
-    entry_check=_entry, shape_check=_shapes, multi_key=True, frozen_teacher=True, parts=("base", "distillation")))
+    entry_check=_entry, shape_check=_shapes, multi_key=True, frozen_teacher=True, parts=("base", "distillation"),
+    # separable: CE means over samples, soft KD a sum over N·C / (N·C); not on SSLD batches, where the base CE is a
+    # mean over the labeled rows only (a count that differs between micro-batches)
+    separable=lambda e, batch: not batch.label_mask))

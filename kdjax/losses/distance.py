@@ -41,4 +41,6 @@ register_loss(LossSpec(
     "pairs", "unused", dict(mode="l2", act=None),
     lambda e, a, b, ctx: (distance_loss(a[e.s_key], b[e.t_key], e.params["mode"], e.params["act"]),),
     checks=dict(mode=one_of("l1", "l2", "smooth_l1"), act=one_of(None, "softmax", "sigmoid")),
-    shape_check=same_shape))
+    shape_check=same_shape,
+    # separable: elementwise, mean over every element (each sample has as many)
+    separable=True))

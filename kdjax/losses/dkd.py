@@ -4,7 +4,7 @@ mdistiller's warm-up and optional logit standardization (Sun et al., CVPR 2024).
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.logit_ops import flat_labels, kl_logits, maybe_standardize, target, teacher_side
+from kdjax.losses.logit_ops import flat_labels, kl_logits, maybe_standardize, target, teacher_side, temperature_value
 from kdjax.losses.numerics import F32, f32, softmax
 from kdjax.losses.registry import LossSpec, boolean, class_logits, non_negative, number, positive, register_loss
 
@@ -25,12 +25,12 @@ def _binary(z, is_gt):
     return b, jnp.where(ok, jnp.log(jnp.where(ok, b, 1.0)), log_b_exact)
 
 
-def dkd_parts(student_logits, teacher_logits, target=None, temperature: float = 1.0,
-              teacher_grad: bool = False):
+def dkd_parts(student_logits, teacher_logits, target=None, temperature=1.0, teacher_grad: bool = False):
     """(TCKD, NCKD) of DKD, each already T²-scaled and batch-averaged.
 
     TCKD compares the binary [target, non-target] distributions (sums of masked probabilities, not
-    1 − p_gt); NCKD keeps the reference's `z/T − 1000·gt_mask` trick.
+    1 − p_gt); NCKD keeps the reference's `z/T − 1000·gt_mask` trick. `temperature` may be a scalar array
+    (CTKD); its gradient stays finite where the teacher's masked target probability is exactly 0.
     """
     s, t = f32(student_logits), teacher_side(teacher_logits, teacher_grad)
     n, c = s.shape
@@ -38,7 +38,7 @@ def dkd_parts(student_logits, teacher_logits, target=None, temperature: float = 
         target = jnp.argmax(t, axis=-1)
     gt = jax.nn.one_hot(flat_labels(target), c, dtype=F32)
     is_gt = gt > 0
-    temp = float(temperature)
+    temp = temperature_value(temperature)
     zs, zt = s / temp, t / temp
     scale = temp * temp / n
     bt, log_bt = _binary(zt, is_gt)
@@ -80,4 +80,6 @@ register_loss(LossSpec(
     "dkd", "decoupled KD: alpha·TCKD + beta·NCKD (DistillationDKDLoss)", "DKD: Zhao et al., CVPR 2022", "pairs",
     "optional", dict(temperature=1.0, alpha=1.0, beta=1.0, use_target_as_gt=False, warmup_epochs=0, logit_stand=False),
     _compute, checks=dict(temperature=positive, alpha=number, beta=number, use_target_as_gt=boolean,
-                          warmup_epochs=non_negative, logit_stand=boolean), shape_check=class_logits))
+                          warmup_epochs=non_negative, logit_stand=boolean), shape_check=class_logits,
+    # separable: T²·KL summed over samples / N (batchmean)
+    separable=True))

@@ -48,4 +48,6 @@ def compute(e, a, b, ctx, detach_teacher: bool = False):
 
 register_loss(LossSpec(
     "dml", "symmetric KL, both models trainable (DistillationDMLLoss)", "DML: Zhang et al., CVPR 2018", "pairs",
-    "unused", DEFAULTS, compute, checks=CHECKS, shape_check=same_shape))
+    "unused", DEFAULTS, compute, checks=CHECKS, shape_check=same_shape,
+    # separable: mean over samples (or N·C elements)
+    separable=True))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional, Set, Tuple
 
 from kdjax.errors import ConfigError
-from kdjax.losses.registry import REQUIRED, LossSpec, is_number, loss_types
+from kdjax.losses.registry import REQUIRED, LossSpec, has_state, is_number, loss_types
 
 LOGITS = "logits"  # every model returns its logits, captured or not
 STRUCTURAL = ("type", "weight", "pairs", "models", "key", "s_key", "t_key", "s_keys", "t_keys", "params")
@@ -191,7 +191,7 @@ def term_names(entries) -> Tuple[Tuple[Tuple[str, ...], ...], Tuple[Tuple[Option
             seen.update(parts)
             e_names.append(parts)
             pkey = None
-            if e.spec.learnable or e.spec.state_init is not None:
+            if e.spec.learnable or has_state(e.spec):
                 pkey = f"{e.type}_{'_'.join(unit)}"
                 pkey = f"{pkey}_{e.index}" if pkey in seen_p else pkey
                 seen_p.add(pkey)
@@ -262,6 +262,8 @@ def _shape(outputs, e: LossEntry, model: str, key: str, side: int):
 def _pair_problem(e: LossEntry, s, t):
     """Why this student/teacher shape pair cannot be used by entry e, or None (the loss module decides)."""
     if e.spec.arity == "models":
+        if e.spec.shape_check:  # e.g. uskd's mid feature
+            return e.spec.shape_check(e, s, None)
         return None if len(s) == 2 else f"needs [N, C] logits, got {list(s)}"
     if s[0] != t[0]:
         return f"batch sizes differ: student {list(s)} vs teacher {list(t)}"

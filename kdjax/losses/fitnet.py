@@ -87,4 +87,4 @@ register_loss(LossSpec(
     checks=dict(regressor=one_of(*REGRESSORS), relu=boolean), shape_check=_shapes, learnable=True,
     init=lambda e, a, b, rng: fitnet_init(rng, a[e.s_key], b[e.t_key], e.params["regressor"], e.params["relu"]),
     # conv3x3's BatchNorm normalises with the statistics of the whole batch
-    separable=lambda e: e.params["regressor"] != "conv3x3"))
+    separable=lambda e, batch: e.params["regressor"] != "conv3x3"))  # conv3x3's BatchNorm uses batch statistics

@@ -100,7 +100,15 @@ def _compute(e, a, b, ctx):
     return (cross_entropy(a[e.s_key], _labels(e, ctx), p["epsilon"], p["reduction"], ctx.label_mask),)
 
 
+def _separable(entry, batch) -> bool:
+    """`mean` over a batch of per-sample CEs is; `sum` is not (the mean of k micro-batch sums is 1/k of the full
+    batch's sum), and neither is the mean over labeled rows only (SSLD's label mask: sum / count of labeled rows,
+    a count that differs between micro-batches)."""
+    return entry.params["reduction"] == "mean" and not batch.label_mask
+
+
 register_loss(LossSpec(
     "gt_ce", "CE with ground-truth labels (DistillationGTCELoss)", "supervised cross-entropy", "models", "required",
     dict(epsilon=None, reduction="mean"), _compute,
-    checks=dict(epsilon=optional_unit_open, reduction=one_of("mean", "sum"))))
+    checks=dict(epsilon=optional_unit_open, reduction=one_of("mean", "sum")), task=True,
+    separable=_separable))

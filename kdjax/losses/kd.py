@@ -1,15 +1,16 @@
 """`kd`: Hinton's knowledge distillation, T²-scaled KL divergence with batchmean (PaddleClas DistillationKLDivLoss,
 mdistiller kd_loss); `logit_stand=True` z-scores both logits first (logit standardization, Sun et al., CVPR 2024)."""
 
-from kdjax.losses.logit_ops import kl_logits, maybe_standardize, teacher_side
+from kdjax.losses.logit_ops import kl_logits, maybe_standardize, teacher_side, temperature_value
 from kdjax.losses.numerics import f32
 from kdjax.losses.registry import LossSpec, boolean, positive, register_loss, same_shape
 
 
-def kl_div_loss(student_logits, teacher_logits, temperature: float = 4.0, teacher_grad: bool = False):
-    """KLDivLoss / mdistiller kd_loss: T² · KL_sum(softmax_T(t) ‖ softmax_T(s)) / N (batchmean)."""
+def kl_div_loss(student_logits, teacher_logits, temperature=4.0, teacher_grad: bool = False):
+    """KLDivLoss / mdistiller kd_loss: T² · KL_sum(softmax_T(t) ‖ softmax_T(s)) / N (batchmean). `temperature` may
+    be a scalar array (CTKD's learnable one), differentiated through both sides."""
     s, t = f32(student_logits), teacher_side(teacher_logits, teacher_grad)
-    temp = float(temperature)
+    temp = temperature_value(temperature)
     return kl_logits(t / temp, s / temp) * (temp * temp) / s.shape[0]
 
 
@@ -21,4 +22,6 @@ def _compute(e, a, b, ctx):
 register_loss(LossSpec(
     "kd", "T²-scaled KL divergence, batchmean (DistillationKLDivLoss)", "KD: Hinton et al., 2015", "pairs", "unused",
     dict(temperature=4.0, logit_stand=False), _compute, checks=dict(temperature=positive, logit_stand=boolean),
-    shape_check=same_shape))
+    shape_check=same_shape,
+    # separable: T²·KL summed over samples / N (batchmean)
+    separable=True))

@@ -11,7 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from kdjax.losses.numerics import f32, safe_norm, softmax
+from kdjax.losses.numerics import f32, log_softmax, safe_norm, softmax
 
 
 def flat_labels(labels):
@@ -74,6 +74,40 @@ def target(entry, teacher_logits, ctx):
 
 
 def soft_ce_t(student_logits, teacher_logits, temperature: float):
-    """Per-row −Σ softmax(t/T) · log softmax(s/T): the soft-label CE of WSL and SKD (a CE, not a KL)."""
+    """Per-row −Σ softmax(t/T) · log softmax(s/T): the soft-label CE of WSL and SKD (a CE, not a KL).
+
+    The value comes from log-softmaxes (accurate when it is small); the gradient from the equal form
+    logsumexp(s/T) − Σ p · s/T (Σ p = 1), whose teacher side sees s/T − s_k/T (k: the teacher's top class) instead
+    of log-softmax values of magnitude ~|s|/T: differences of close logits keep their precision at large logits.
+    """
     s, t = f32(student_logits), f32(teacher_logits)
-    return -jnp.sum(softmax(t / temperature, axis=-1) * jax.nn.log_softmax(s / temperature, axis=-1), axis=-1)
+    zs, p = s / temperature, softmax(t / temperature, axis=-1)
+    value = -jnp.sum(p * log_softmax(zs, axis=-1), axis=-1)
+    ref = jnp.take_along_axis(zs, jnp.argmax(t, axis=-1)[:, None], axis=-1)  # teacher's top class: its d = 0
+    same = jax.nn.logsumexp(zs, axis=-1) - ref[:, 0] - jnp.sum(p * (zs - ref), axis=-1)
+    return jax.lax.stop_gradient(value) + (same - jax.lax.stop_gradient(same))
+
+
+def temperature_value(temperature):
+    """A temperature for the losses: a Python number stays a float (exactly as before); an array (a learnable
+    temperature, CTKD) becomes a float32 array of the same shape."""
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        return float(temperature)
+    return f32(temperature)
+
+
+def hard_targets(labels, soft_labels=None):
+    """[N] class ids: the labels, or the argmax of [N, C] soft labels (mixup/cutmix scores), as cls_KD does."""
+    if soft_labels is not None:
+        return jnp.argmax(f32(soft_labels), axis=-1)
+    return flat_labels(labels)
+
+
+def drop_columns(x, columns):
+    """[N, C] → [N, C − K]: each row without its K distinct `columns` [N, K] (or [N]), the rest in order (torch's
+    `x[mask].reshape(N, -1)` with the target columns masked out)."""
+    columns = jnp.asarray(columns).reshape(x.shape[0], -1)
+    c, k = x.shape[-1], columns.shape[-1]
+    dropped = jnp.any(jnp.arange(c)[None, :, None] == columns[:, None, :], axis=-1)
+    keep = jnp.argsort(dropped, axis=-1, stable=True)[:, :c - k]  # kept columns first, in their order
+    return jnp.take_along_axis(x, keep, axis=-1)

@@ -102,4 +102,6 @@ register_loss(LossSpec(
     checks=dict(student_channels=positive_int, teacher_channels=positive_int, alpha_mgd=number,
                 lambda_mgd=unit_interval),
     shape_check=_shapes, learnable=True, init=lambda e, a, b, rng: mgd_init(rng, a[e.s_key], b[e.t_key]),
-    needs_rng=True))
+    needs_rng=True,
+    # separable: mean over elements; each micro-batch draws its own masks (equal in distribution)
+    separable=True))

@@ -39,7 +39,12 @@ def _softmax_bwd(y, g):
     # catastrophic cancellation of g_top − <y, g> (PaddleClas' float32 gradients are this accurate).
     top = jax.nn.one_hot(jnp.argmax(y, axis=-1), y.shape[-1], dtype=y.dtype)
     d = g - jnp.sum(g * top, axis=-1, keepdims=True)
-    return (y * (d - jnp.sum(y * d, axis=-1, keepdims=True)),)
+    # <y, d> once more on the residuals d − <y, d>: where an entry's d is close to the mean (its gradient a
+    # small difference) the first sum's rounding (~eps·Σ y|d|) would dominate; the correction is a sum of
+    # small numbers, so the difference keeps ~eps·Σ y|d − <y, d>| instead
+    c = jnp.sum(y * d, axis=-1, keepdims=True)
+    r = d - c
+    return (y * (r - jnp.sum(y * r, axis=-1, keepdims=True)),)
 
 
 _softmax_last.defvjp(_softmax_fwd, _softmax_bwd)
@@ -53,3 +58,21 @@ def softmax(x, axis: int = -1):
     if axis in (-1, x.ndim - 1):
         return _softmax_last(x)
     return jnp.moveaxis(_softmax_last(jnp.moveaxis(x, axis, -1)), -1, axis)
+
+
+def log_softmax(x, axis: int = -1):
+    """log softmax with full relative precision where a probability is close to 1.
+
+    jax.nn.log_softmax gives the top class (z − max) − log(Σ exp(z − max)) = −log(1 + ε), and 1 + ε rounds
+    away most of a small ε in float32: a confident row's log-probability (a small cross-entropy) then has a
+    relative error up to ~1e-7 / ε. Here the top class's own exp(0) = 1 is kept out of the sum and the log
+    is log1p(ε). Other entries are unchanged. Differentiable (the argmax is a constant).
+    """
+    z = jnp.moveaxis(x, axis, -1)
+    m = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
+    top = jax.nn.one_hot(jnp.argmax(z, axis=-1), z.shape[-1], dtype=bool)
+    rest = jnp.sum(jnp.where(top, 0.0, jnp.exp(z - m)), axis=-1, keepdims=True)
+    # the top entry's exp(z_top − m) is 1 exactly in the forward pass; written out so its gradient stays right
+    head = jnp.sum(jnp.where(top, jnp.exp(z - m), 0.0), axis=-1, keepdims=True)
+    out = (z - m) - jnp.log1p(rest + (head - 1.0))
+    return jnp.moveaxis(out, -1, axis)

@@ -71,4 +71,6 @@ register_loss(LossSpec(
     lambda e, a, b, ctx: (pefd_loss(ctx.params, a[e.s_key], b[e.t_key], e.params["num_projectors"]),),
     checks=dict(student_channels=positive_int, teacher_channels=positive_int, num_projectors=positive_int),
     shape_check=_shapes, learnable=True,
-    init=lambda e, a, b, rng: pefd_init(rng, a[e.s_key], b[e.t_key], e.params["num_projectors"])))
+    init=lambda e, a, b, rng: pefd_init(rng, a[e.s_key], b[e.t_key], e.params["num_projectors"]),
+    # separable: mean over samples of 1 − cos
+    separable=True))

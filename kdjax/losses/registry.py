@@ -9,6 +9,7 @@ name in `parts`. A spec with a `state_init` returns `(values, new_state)` and re
 `kdjax.losses` imports every module of the package, so adding a loss type is adding its file (docs/extending.md).
 """
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
@@ -55,9 +56,12 @@ class LossSpec:
     shape_check: Optional[Callable] = None
     entry_check: Optional[Callable] = None  # (entry) -> (field, message) of a cross-field problem, or None
     # per-sample separable: the value is a mean over the batch of per-sample terms, so a batch split into
-    # micro-batches gives the same gradient (train.grad_accum_steps); False for losses relating samples of a batch.
-    # A callable decides per entry (e.g. from its hyper-parameters).
-    separable: Union[bool, Callable] = True
+    # micro-batches gives the same gradient (train.grad_accum_steps); False for losses relating samples of a batch
+    # (train.grad_accum_steps > 1 is then refused). A callable `(entry, batch: BatchKind) -> bool` decides per entry
+    # (from its hyper-parameters) and per kind of batch (e.g. SSLD's label mask). Losses that draw random numbers
+    # (MGD masks) are separable in distribution: each micro-batch draws its own. Every loss module declares it;
+    # None (undeclared) counts as not separable, so an undeclared loss is refused under accumulation, never wrong.
+    separable: Union[bool, Callable, None] = None
     learnable: bool = False
     multi_key: bool = False  # reads lists `s_keys` / `t_keys` (AFD) instead of one `key`
     frozen_teacher: bool = False  # the second model of each pair must be frozen (SSLD)
@@ -66,12 +70,46 @@ class LossSpec:
     state_init: Optional[Callable] = None  # (entry, num_data, rng) -> non-gradient state; compute returns it updated
     needs_index: bool = False  # reads the batch's dataset indices (ctx.indices)
     needs_rng: bool = False  # draws random numbers each call (ctx.rng)
+    needs_epoch: bool = False  # reads ctx.epoch (1-based) every call (CTKD's curriculum)
+    # extra input views the loss reads besides the batch's "image" (e.g. ("strong",) for MLKD): the pipeline then
+    # emits batch["image_<view>"] (a differently augmented copy of the same records), every model runs on each
+    # view, and the loss finds model outputs of view v under "<v>/<key>" (e.g. a["strong/logits"]); see
+    # DistillationModel.apply_views and kdjax/data/strong_augment.py
+    views: Tuple[str, ...] = ()
+    # a task loss (ground truth), not a distillation one: optim.name='dot' gives the two kinds separate momenta
+    task: bool = False
+    # non-gradient state computed once, at init, from the frozen teacher's variables ({"params", "batch_stats"};
+    # OFD's margins from its BatchNorms): (entry, teacher variables) -> state, read as ctx.state (compute returns
+    # values only). Needs frozen_teacher. `teacher_check(entry, variable shapes, teacher output shapes or None)`
+    # -> (field, message) or None refuses unusable teachers before any compute.
+    teacher_state: Optional[Callable] = None
+    teacher_check: Optional[Callable] = None
 
 
-def is_separable(entry) -> bool:
-    """Whether config entry `entry` is a mean of per-sample terms (see LossSpec.separable)."""
+def has_state(spec: LossSpec) -> bool:
+    """Whether the loss keeps non-gradient state in the train state (state_init or teacher_state)."""
+    return spec.state_init is not None or spec.teacher_state is not None
+
+
+@dataclass(frozen=True)
+class BatchKind:
+    """What the training batches carry besides images and labels, as far as separability depends on it."""
+
+    label_mask: bool = False  # SSLD: rows without a label (data.unlabeled_list / data.unlabeled_split)
+
+
+def is_separable(entry, batch: BatchKind = BatchKind()) -> bool:
+    """Whether config entry `entry` is a mean of per-sample terms on such batches (see LossSpec.separable)."""
     sep = entry.spec.separable
-    return bool(sep(entry) if callable(sep) else sep)
+    if sep is None:
+        return False
+    if not callable(sep):
+        return bool(sep)
+    try:
+        takes_batch = len(inspect.signature(sep).parameters) >= 2
+    except (TypeError, ValueError):
+        takes_batch = True
+    return bool(sep(entry, batch) if takes_batch else sep(entry))
 
 
 _LOSS_TYPES: Dict[str, LossSpec] = {}
@@ -81,6 +119,8 @@ def register_loss(spec: LossSpec) -> LossSpec:
     """Make `spec` available as config type `spec.name`."""
     if spec.name in _LOSS_TYPES:
         raise ValueError(f"loss type {spec.name!r} registered twice")
+    if spec.teacher_state is not None and not spec.frozen_teacher:
+        raise ValueError(f"loss type {spec.name!r}: teacher_state reads the teacher once, so it needs frozen_teacher")
     unknown = sorted(set(spec.checks) - set(spec.defaults))
     if unknown:
         raise ValueError(f"loss type {spec.name!r} checks parameters it does not have: {unknown}")

@@ -47,4 +47,6 @@ register_loss(LossSpec(
     "Spherical KD: Guo et al., 2020 (PaddleClas' SKD; not Streamlined KD)", "pairs", "optional",
     dict(temperature=1.0, multiplier=2.0, alpha=0.9, use_target_as_gt=False), _compute,
     checks=dict(temperature=positive, multiplier=number, alpha=number, use_target_as_gt=boolean),
-    shape_check=class_logits))
+    shape_check=class_logits,
+    # separable: per-sample layer norm, KD and CE averaged over samples
+    separable=True))

@@ -18,4 +18,6 @@ def soft_ce_loss(student_logits, teacher_logits, teacher_grad: bool = False):
 
 register_loss(LossSpec(
     "soft_ce", "CE against softmax(teacher) (DistillationCELoss)", "soft-label cross-entropy (Hinton et al., 2015)",
-    "pairs", "unused", {}, lambda e, a, b, ctx: (soft_ce_loss(a[e.s_key], b[e.t_key]),), shape_check=same_shape))
+    "pairs", "unused", {}, lambda e, a, b, ctx: (soft_ce_loss(a[e.s_key], b[e.t_key]),), shape_check=same_shape,
+    # separable: mean over samples
+    separable=True))

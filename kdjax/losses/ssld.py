@@ -7,4 +7,6 @@ from kdjax.losses.registry import LossSpec, register_loss, same_shape
 register_loss(LossSpec(
     "ssld", "DML semantics against a frozen teacher (SSLD)", "SSLD: Cui et al., 2021", "pairs", "unused",
     dml.DEFAULTS, lambda e, a, b, ctx: dml.compute(e, a, b, ctx, detach_teacher=True), checks=dml.CHECKS,
-    shape_check=same_shape, frozen_teacher=True))
+    shape_check=same_shape, frozen_teacher=True,
+    # separable: dml's mean over samples
+    separable=True))

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from kdjax.errors import ConfigError
 from kdjax.models import get_model, user_module
 from kdjax.models.features import COLLECTION, collect
+from kdjax.models.layers import KERNELS_AUTO, using_kernels
 from kdjax.models.registry import ModelInputError, with_num_classes
 
 
@@ -31,6 +32,7 @@ class SubModel:
     frozen: bool
     init: str
     capture: Tuple[str, ...]
+    train_mode: bool = False  # frozen, but run in training mode (BatchNorm batch statistics): mdistiller's OFD teacher
 
     @property
     def by_path(self) -> bool:
@@ -44,7 +46,8 @@ def build_submodels(models_cfg, num_classes: int) -> Dict[str, SubModel]:
         kwargs = with_num_classes(m.arch, dict(m.get("kwargs", {}) or {}), num_classes)
         module = get_model(m.arch, field=f"models.{name}.arch", **kwargs)
         subs[name] = SubModel(name=name, arch=m.arch, kwargs=kwargs, module=module, frozen=bool(m.get("frozen", False)),
-                              init=m.get("init") or "", capture=tuple(m.get("capture", ()) or ()))
+                              init=m.get("init") or "", capture=tuple(m.get("capture", ()) or ()),
+                              train_mode=bool(m.get("train_mode", False)))
     return subs
 
 
@@ -59,7 +62,11 @@ def model_key(rng, name: str):
 
 
 class DistillationModel:
-    def __init__(self, submodels: Dict[str, SubModel]):
+    """kernels: `config.kernels` ('auto', 'xla', 'cpu_tuned'; see kdjax/kernels/__init__.py), in effect while
+    `apply` traces the sub-models."""
+
+    def __init__(self, submodels: Dict[str, SubModel], kernels: str = KERNELS_AUTO):
+        self.kernels = kernels
         self.submodels = submodels
         self.names = list(submodels)
         self.trainable = [n for n in self.names if not submodels[n].frozen]
@@ -90,19 +97,39 @@ class DistillationModel:
     def apply(self, params, batch_stats, frozen_vars, images, *, train: bool, rng):
         """Run every sub-model. Returns (outputs by model name, updated batch_stats of trainable models)."""
         outputs, new_stats = {}, {}
-        for name in self.names:
-            r = model_key(rng, name)
-            if name in frozen_vars:
-                out, _ = self._run(name, frozen_vars[name], images, False, r)
-                outputs[name] = jax.tree.map(jax.lax.stop_gradient, out)
-            else:
-                variables = {"params": params[name]}
-                if name in batch_stats:
-                    variables["batch_stats"] = batch_stats[name]
-                outputs[name], stats = self._run(name, variables, images, train, r)
-                if name in batch_stats:
-                    new_stats[name] = stats if stats is not None else batch_stats[name]
+        with using_kernels(self.kernels):
+            for name in self.names:
+                r = model_key(rng, name)
+                if name in frozen_vars:  # its batch statistics stay as loaded, also in train_mode
+                    out, _ = self._run(name, frozen_vars[name], images, train and self.submodels[name].train_mode, r)
+                    outputs[name] = jax.tree.map(jax.lax.stop_gradient, out)
+                else:
+                    variables = {"params": params[name]}
+                    if name in batch_stats:
+                        variables["batch_stats"] = batch_stats[name]
+                    outputs[name], stats = self._run(name, variables, images, train, r)
+                    if name in batch_stats:
+                        new_stats[name] = stats if stats is not None else batch_stats[name]
         return outputs, new_stats
+
+    def apply_views(self, params, batch_stats, frozen_vars, views, *, train: bool, rng):
+        """`apply` on each input view in turn; views = {"": images, "strong": images_strong, ...} (the first one the
+        batch's own images). Outputs of view v are merged into each model's dict as "<v>/<key>" ("strong/logits");
+        the first view's keep their plain names, and with one view this is exactly `apply`.
+
+        BatchNorm of trainable models in train mode: each view is normalised with its own batch statistics, and
+        the running averages are updated once per view, in view order (the second view starts from the first's
+        update) — as mdistiller's AugTrainer runs `student(image_weak)` then `student(image_strong)` (MLKD), not
+        one forward pass on their concatenation. Frozen models run in inference mode on every view.
+        """
+        outputs, stats = {}, batch_stats
+        for k, (view, images) in enumerate(views.items()):
+            out, stats = self.apply(params, stats, frozen_vars, images, train=train,
+                                    rng=rng if k == 0 else jax.random.fold_in(rng, 7919 + k))
+            for name, values in out.items():
+                prefix = f"{view}/" if view else ""
+                outputs.setdefault(name, {}).update({prefix + key: v for key, v in values.items()})
+        return outputs, stats
 
     def feature_names(self, name, images) -> list:
         """Every feature name `name` records, then (user modules) every submodule path; shapes only, no compute."""

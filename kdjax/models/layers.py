@@ -10,7 +10,6 @@ imported weights.
 """
 
 import math
-import os
 from functools import partial
 from typing import Callable, Optional
 
@@ -19,7 +18,17 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from kdjax import kernels
 from kdjax.kernels import conv as fast_conv
+
+
+KERNELS_AUTO = kernels.AUTO_NAME
+
+
+def using_kernels(choice: str = KERNELS_AUTO):
+    """Context in which the zoo's layers trace with `config.kernels`' choice (kdjax/kernels/__init__.py); models see
+    kernels only through this module."""
+    return kernels.use(choice)
 
 
 class Conv(nn.Conv):
@@ -46,23 +55,38 @@ def batch_norm(train: bool, name: Optional[str] = None) -> "BatchNorm":
     return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
 
 
-# Read when a model is traced. KDJAX_FAST_BN=0: training-mode BatchNorm differentiated by JAX, as in flax.
-FAST_BATCH_NORM = os.environ.get("KDJAX_FAST_BN", "1") != "0"
+def _rows_of(hw: int, c: int) -> int:
+    """k for `_channel_sum`'s [N·H·W/k, k·C] view: a divisor of H·W, the largest with k·C <= 1024; where that leaves
+    rows of at most 512 floats (7×7×512 maps: k=1), the smallest with k·C >= 1024 if the row stays <= 4096 floats.
+    Measured on XLA:CPU, BatchNorm forward + backward of [32, 7, 7, 512]: k=1 40 ms, k=2 (rows straddling samples,
+    the former view) 19 ms, k=7 4.4 ms; where k·C is already 512-1024 a longer row was slower ([64, 6, 6, 128]:
+    k=6 0.8 ms, k=9 2.2 ms; [64, 14, 14, 512]: k=2 101 ms, k=7 254 ms)."""
+    divisors = [d for d in range(1, hw + 1) if hw % d == 0]
+    k = max(d for d in divisors if d * c <= 1024 or d == 1)
+    if k * c <= 512:
+        longer = [d for d in divisors if 1024 <= d * c <= 4096]
+        if longer:
+            k = longer[0]
+    return k
 
 
 def _channel_sum(a, materialize: bool = False):
-    """Σ over every axis but the last, in the form XLA:CPU reduces fastest.
+    """Σ over every axis but the last, in the form XLA:CPU reduces fastest, with rows that never straddle samples.
 
     XLA:CPU sums [N, H, W, C] over (N, H, W) at ~1.3 GB/s per core (as a split reduce-window); the same sum as a
-    column sum of a 2-D [M/k, k·C] view (k·C ≈ 1024) runs ~15x faster — but only for a plain operand: an
-    elementwise producer fused into it (x², dy·x̂) falls back to the slow loop, so `materialize` writes such an
-    operand out first (an optimisation barrier keeps XLA from fusing it)."""
+    column sum of a 2-D [N·H·W/k, k·C] view (k·C ≈ 1024, `_rows_of`) runs ~15x faster — but only for a plain
+    operand: an elementwise producer fused into it (x², dy·x̂) falls back to the slow loop, so `materialize` writes
+    such an operand out first (an optimisation barrier keeps XLA from fusing it).
+
+    k divides H·W (not just N·H·W): every row then holds pixels of one sample, so a batch split over devices is a
+    split of the rows, each device sums its own and XLA adds the [k·C] partial sums with one all-reduce. With
+    rows straddling two samples (k dividing N·H·W only), GSPMD all-gathered the whole activation instead."""
     if materialize:
         a = lax.optimization_barrier(a)
-    c = a.shape[-1]
-    m = a.size // c
-    k = max(d for d in range(1, max(1, 1024 // c) + 1) if m % d == 0)
-    return jnp.sum(jnp.sum(a.reshape(m // k, k * c), axis=0).reshape(k, c), axis=0)
+    n, c = a.shape[0], a.shape[-1]
+    hw = a.size // (n * c) if n else 0
+    k = _rows_of(hw, c) if hw else 1
+    return jnp.sum(jnp.sum(a.reshape(n * hw // k, k * c), axis=0).reshape(k, c), axis=0)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -103,10 +127,11 @@ _bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
 class BatchNorm(nn.Module):
     """`flax.linen.BatchNorm` for NHWC features: same variables (params scale/bias, batch_stats mean/var), same
     semantics (float32 statistics, biased batch variance E[x²] − E[x]² clipped at 0, running averages left
-    alone during init; inference mode is flax's formula verbatim). Training mode computes its statistics with
-    `_channel_sum` and has a hand-written backward pass (two fast reductions and one elementwise pass): on XLA:CPU
-    the resnet8x4 forward + backward is ~1.2x faster than with autodiff through flax's, the whole DKD step
-    1.12x → 1.19x of the plain one (benchmarks/README.md, ablation)."""
+    alone during init; inference mode is flax's formula verbatim). Training mode is chosen per backend
+    (`kdjax.kernels`): flax's formulation differentiated by JAX ('xla', GPU/TPU), or statistics from
+    `_channel_sum` with a hand-written backward pass (two fast reductions and one elementwise pass; 'cpu_tuned'):
+    on XLA:CPU the resnet8x4 forward + backward is ~1.2x faster than with autodiff through flax's, the whole DKD
+    step 1.12x → 1.19x of the plain one (benchmarks/README.md, ablation)."""
 
     use_running_average: Optional[bool] = None
     momentum: float = 0.99
@@ -124,7 +149,7 @@ class BatchNorm(nn.Module):
         if use_running_average:
             y = (x - ra_mean.value) * (lax.rsqrt(ra_var.value + self.epsilon) * scale)
             return jnp.asarray(y + bias, out_dtype)
-        if FAST_BATCH_NORM:
+        if kernels.current().batch_norm == "custom_vjp":
             y, mean, var = _bn_train(x, scale, bias, self.epsilon)
         else:  # flax's formulation, differentiated by JAX
             xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))

@@ -72,16 +72,23 @@ class CompileThenRelease:
     """Wraps a jitted function: the first call compiles it ahead of time (`lower(...).compile()`), releases the
     compiler's freed memory, then runs the compiled executable; later calls with the same argument shapes,
     dtypes and shardings reuse it (the same executable `jit` would build, donation and shardings included).
-    Arguments of another signature go through the jitted function, which compiles as usual."""
+    Arguments of another signature go through the jitted function, which compiles as usual.
 
-    def __init__(self, jitted: Callable):
+    `on_compiled(compiled)`, if given, sees the executable before it first runs (e.g. to refuse a step that will
+    not fit in device memory, kdjax/runtime/device_memory.py); what it raises propagates."""
+
+    def __init__(self, jitted: Callable, on_compiled: Optional[Callable] = None):
         self._jitted = jitted
         self._compiled = None
         self._signature = None
+        self._on_compiled = on_compiled
 
     def __call__(self, *args):
         if self._compiled is None:
-            self._compiled = self._jitted.lower(*args).compile()
+            compiled = self._jitted.lower(*args).compile()
+            if self._on_compiled is not None:
+                self._on_compiled(compiled)
+            self._compiled = compiled
             self._signature = _signature(args)
             release_host_memory()
         elif _signature(args) != self._signature:
@@ -96,5 +103,5 @@ class CompileThenRelease:
         return self._compiled
 
 
-def compile_then_release(jitted: Callable) -> CompileThenRelease:
-    return CompileThenRelease(jitted)
+def compile_then_release(jitted: Callable, on_compiled: Optional[Callable] = None) -> CompileThenRelease:
+    return CompileThenRelease(jitted, on_compiled)

@@ -66,6 +66,19 @@ class Parallel:
         """A NamedSharding per leaf of `tree` (arrays or ShapeDtypeStructs), by the fsdp rule."""
         return jax.tree.map(lambda a: self.sharding_for(np.shape(a)), tree)
 
+    def gather_params(self, variables):
+        """Inside a step: model `variables` constrained to be whole on every device (identity unless fsdp > 1).
+
+        FSDP as ZeRO-3: the step gathers each sharded parameter before computing with it and the transpose of
+        this constraint reduce-scatters its gradient. Without it GSPMD's cost model may instead split a layer by
+        the parameter's sharded axis (output channels, or the weight gradient), moving activations to the devices
+        that hold each slice (all-gathers / all-to-alls of batch-sized operands: cheaper than the weights only for
+        tiny feature maps, and growing with the batch)."""
+        if self.fsdp_size <= 1:
+            return variables
+        rep = self.replicated()
+        return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, rep), variables)
+
     # ---- placing and fetching values -------------------------------------------------------------------------
     def put_batch(self, local_batch: dict) -> dict:
         """Process-local numpy batch → global jax arrays split over ("data", "fsdp")."""

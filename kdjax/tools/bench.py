@@ -7,7 +7,10 @@ gets a random init: timing does not need trained weights. No data is read.
 
 Prints ONE JSON line: images_per_s (batch / median step time over `--steps` timed steps, after `--warmup`
 untimed ones), step_ms_median, compile_s (first call minus a median step), peak_rss_mb (the process' peak
-resident memory, compile included), device, batch, config.
+resident memory, compile included), device, batch, config; and the step's utilisation (kdjax/tools/mfu.py):
+flops_per_step (XLA's cost analysis of the compiled step, all devices), achieved_tflops (per second), peak_tflops
+and peak_source (on CPU a float32 matmul timed in this process, the whole host; on GPU/TPU the chip's published
+peak for the step's precision times the device count) and mfu = achieved / peak. `--mfu=false` skips them.
 
 `--serve`: for `benchmarks/lockstep.py`, which alternates kdjax and PyTorch step by step in separate processes.
 After compiling and warming up it prints `ready`, then reads commands from stdin: `step` runs one step and
@@ -35,8 +38,7 @@ _IMAGE_SHAPE = cli_flags.DEFINE_list("image_shape", None, "H,W,C of the syntheti
                                                       "(fashion_mnist 28,28,1; cifar 32,32,3; else image_size).")
 _NUM_CLASSES = cli_flags.DEFINE_integer("num_classes", 0, "Classes; default config.data.num_classes or 10.")
 _SERVE = cli_flags.DEFINE_bool("serve", False, "Run steps on command from stdin (benchmarks/lockstep.py).")
-
-_KNOWN_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1), "cifar10": (32, 32, 3), "cifar100": (32, 32, 3)}
+_MFU = cli_flags.DEFINE_bool("mfu", True, "Report the step's FLOPs and the fraction of the device's peak.")
 
 
 def _cpu_seconds() -> float:
@@ -51,12 +53,9 @@ def peak_rss_mb() -> float:
 def image_shape_for(config, override=None):
     if override:
         return tuple(int(v) for v in override)
-    name = config.data.name or ("" if any(config.data.get(f) for f in ("data_dir", "root", "tfds_data_dir"))
-                                else "fashion_mnist")  # data.name "": the default data when nothing is named
-    if name in _KNOWN_SHAPES:
-        return _KNOWN_SHAPES[name]
-    size = int(config.data.get("image_size") or 224)
-    return (size, size, 3)
+    from kdjax.tools.preflight import declared_image_shape
+
+    return declared_image_shape(config)
 
 
 class StepBench:
@@ -91,6 +90,8 @@ class StepBench:
         rng_np = np.random.default_rng(0)
         host = {"image": rng_np.integers(0, 256, (self.batch,) + shape, dtype=np.uint8),
                 "label": rng_np.integers(0, classes, (self.batch,)).astype(np.int32)}
+        for view in phase.losses.views:  # extra input views a loss reads (mlkd's strong view)
+            host[f"image_{view}"] = rng_np.integers(0, 256, (self.batch,) + shape, dtype=np.uint8)
         self.data = phase.parallel.put_batch(host)
         self.rng = jax.random.PRNGKey(0)
         self.metrics = None
@@ -103,12 +104,30 @@ class StepBench:
         jax.block_until_ready((self.state, self.metrics))
         return time.perf_counter() - t
 
-    def result(self, times, first: float) -> dict:
+    def utilisation(self, step_s: float) -> dict:
+        """FLOPs of the compiled step, achieved FLOP/s and the fraction of the peak (kdjax/tools/mfu.py)."""
+        import jax
+
+        from kdjax.tools import mfu
+
+        devices = jax.devices()
+        flops = mfu.step_flops(self.train_step.compiled, len(devices))
+        peak, source = mfu.peak(self.config.get("precision", "float32"))
+        if peak is not None and devices[0].platform != "cpu":
+            peak, source = peak * len(devices), f"{source} x {len(devices)} devices"
+        achieved = flops / step_s
+        return {"flops_per_step": flops, "flops_per_image": flops / self.batch,
+                "achieved_tflops": round(achieved / 1e12, 4),
+                "peak_tflops": round(peak / 1e12, 4) if peak else None, "peak_source": source,
+                "mfu": round(achieved / peak, 4) if peak else None}
+
+    def result(self, times, first: float, with_mfu: bool = True) -> dict:
         import jax
 
         med = statistics.median(times)
         dev = jax.devices()
         config = self.config
+        extra = self.utilisation(med) if with_mfu else {}
         return {
             "impl": "kdjax", "images_per_s": round(self.batch / med, 2), "step_ms_median": round(1000 * med, 2),
             "compile_s": round(max(first - med, 0.0), 3), "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -117,18 +136,19 @@ class StepBench:
             "losses": [e.type for e in config.losses.values()], "steps": len(times),
             "loss": float(jax.device_get(self.metrics["loss"])),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "jax": jax.__version__,
+            "precision": config.get("precision", "float32"), "kernels": config.get("kernels", "auto"), **extra,
         }
 
 
 def run(config, *, batch: int = 0, steps: int = 20, warmup: int = 2, image_shape=None, num_classes: int = 0,
-        config_name: str = "") -> dict:
+        config_name: str = "", with_mfu: bool = True) -> dict:
     """Build the real train step for `config`, time it on a synthetic on-device batch; returns the JSON dict."""
     bench = StepBench(config, batch=batch, image_shape=image_shape, num_classes=num_classes,
                       config_name=config_name)
     first = bench.step()  # compiles
     for _ in range(warmup):
         bench.step()
-    return bench.result([bench.step() for _ in range(max(1, steps))], first)
+    return bench.result([bench.step() for _ in range(max(1, steps))], first, with_mfu)
 
 
 def serve(config, *, batch: int = 0, warmup: int = 2, image_shape=None, num_classes: int = 0,
@@ -149,7 +169,7 @@ def serve(config, *, batch: int = 0, warmup: int = 2, image_shape=None, num_clas
             print(f"{times[-1]:.6f} {_cpu_seconds() - cpu0:.6f}", file=stdout, flush=True)
         elif command == "done":
             break
-    print(json.dumps(bench.result(times or [bench.step()], first)), file=stdout, flush=True)
+    print(json.dumps(bench.result(times or [bench.step()], first, with_mfu=False)), file=stdout, flush=True)
 
 
 def main(argv):
@@ -164,11 +184,11 @@ def main(argv):
     if _SERVE.value:
         serve(_CONFIG.value, **kwargs)
         return
-    result = run(_CONFIG.value, steps=_STEPS.value, **kwargs)
+    result = run(_CONFIG.value, steps=_STEPS.value, with_mfu=_MFU.value, **kwargs)
     print(json.dumps(result), flush=True)
 
 
-FLAG_NAMES = ('config', 'batch', 'steps', 'warmup', 'image_shape', 'num_classes', 'serve')
+FLAG_NAMES = ('config', 'batch', 'steps', 'warmup', 'image_shape', 'num_classes', 'serve', 'mfu')
 
 
 def cli():

@@ -157,7 +157,7 @@ def build_cache(config, output: str, *, model: str = None, top_k: int = 0, workd
     n = len(source)
     opts = source.options
     records = SubstituteBadImages(source) if opts.skip_bad_images else source
-    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio) \
+    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio, opts.interpolation) \
         if resizes_records(dataclasses.replace(opts, augment="none"), source.image_shape) else None
 
     def read(i):  # the record as the training pipeline sees it with data.augment='none'

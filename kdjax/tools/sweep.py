@@ -25,7 +25,9 @@ _WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for the teacher, 
 
 
 def load_method_config(directory: str, method: str):
-    path = os.path.join(directory, f"{method}.py")
+    from kdjax.cli.config_path import resolve
+
+    path = resolve(os.path.join(directory, f"{method}.py"))  # configs/ of the installed package when not here
     if not os.path.isfile(path):
         from kdjax.errors import ConfigError
 
@@ -89,7 +91,18 @@ def method_config(sweep, method: str, seed: int, teacher_export):
             c.models[name] = entry
         c.losses = copy.deepcopy(mc.losses)
         c.export_model = mc.export_model
+        _method_optimizer(c, mc)
     return c
+
+
+def _method_optimizer(c, mc):
+    """A method that is an optimizer choice (DOT: optim.name='dot') keeps its optimizer and the fields that choice
+    sets (delta, momentum, nesterov); learning rate, schedule, weight decay and budget stay the sweep's."""
+    name = mc.get("optim", {}).get("name", c.optim.name)
+    if name != c.optim.name:
+        for field in ("name", "delta", "momentum", "nesterov"):
+            if field in mc.optim:
+                c.optim[field] = mc.optim[field]
 
 
 def _read(path):
@@ -189,6 +202,8 @@ def collect(sweep, workdir: str) -> dict:
             curves.append([(r["step"], r["Student/top1"]) for r in evals])
         cfg = method_config(sweep, method, seeds_of(sweep, method)[0], "")
         losses = "; ".join(_describe(e) for e in cfg.losses.values())
+        if cfg.optim.name != sweep.base.optim.name:  # an optimizer method (DOT)
+            losses += f"; optim {cfg.optim.name}(delta={cfg.optim.get('delta')})"
         out["methods"][method] = {"top1": accs, "seconds": secs, "curves": curves, "losses": losses,
                                   "seeds": list(seeds_of(sweep, method))}
     return out

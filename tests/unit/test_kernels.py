@@ -2,14 +2,17 @@
 
 - kdjax.kernels.conv: values and gradients (x and w) equal lax.conv_general_dilated's to ~1e-5 over
   shapes, strides, paddings and feature groups.
-- the zoo's Conv (layers.py) computes what lax.conv_general_dilated computes.
-- the zoo's BatchNorm (layers.py, hand-written training backward pass) equals flax.linen.BatchNorm: outputs,
-  running statistics and gradients, float32 and bfloat16 inputs, odd channel counts.
+- the zoo's Conv (layers.py) computes what lax.conv_general_dilated computes, under both kernel choices.
+- the zoo's BatchNorm (layers.py) equals flax.linen.BatchNorm under both kernel choices ('cpu_tuned': hand-written
+  training backward pass; 'xla': flax's formulation): outputs, running statistics and gradients, float32 and
+  bfloat16 inputs, odd channel counts; and a whole ResNet trains the same under both.
+- kdjax.kernels.select: cpu_tuned on XLA:CPU only, xla on GPU/TPU, a forced choice wins, env overrides per part.
 - kdjax.runtime.host_memory.CompileThenRelease runs the same executable jit would, donation included.
 - `python -m kdjax.tools.bench` runs end to end (2 steps, tiny config) and prints one valid JSON line.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -19,6 +22,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from kdjax import kernels
 from kdjax.kernels import conv as fast_conv
 
 from conftest import REPO  # noqa: E402
@@ -72,7 +76,13 @@ def test_custom_vjp_conv_matches_lax(case):
 
 
 @pytest.mark.slow
-def test_zoo_conv_matches_lax():
+@pytest.mark.parametrize("choice", ["xla", "cpu_tuned"])
+def test_zoo_conv_matches_lax(choice):
+    with kernels.use(choice):
+        _zoo_conv_matches_lax(choice)
+
+
+def _zoo_conv_matches_lax(choice):
     from kdjax.models.layers import conv
 
     rng = np.random.default_rng(1)
@@ -84,15 +94,23 @@ def test_zoo_conv_matches_lax():
         p = (k - 1) // 2
         ref = _xla(x, kernel, s, ((p, p), (p, p)), g)
         np.testing.assert_allclose(module.apply(variables, x), ref, rtol=1e-5, atol=1e-5)
+        traced = str(jax.make_jaxpr(lambda v: module.apply(v, x))(variables))
+        assert ("custom_vjp_call" in traced) == (choice == "cpu_tuned")
         gx = jax.grad(lambda v, x: jnp.sum(module.apply(v, x) ** 2), (0, 1))(variables, x)
         gr = jax.grad(lambda kk, x: jnp.sum(_xla(x, kk, s, ((p, p), (p, p)), g) ** 2), (0, 1))(kernel, x)
         np.testing.assert_allclose(gx[0]["params"]["kernel"], gr[0], rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(gx[1], gr[1], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("choice", ["xla", "cpu_tuned"])
 @pytest.mark.parametrize("shape,dtype", [((4, 6, 6, 8), jnp.float32), ((3, 5, 7, 13), jnp.float32),
                                          ((8, 4, 4, 300), jnp.float32), ((4, 6, 6, 8), jnp.bfloat16)])
-def test_zoo_batch_norm_matches_flax(shape, dtype):
+def test_zoo_batch_norm_matches_flax(shape, dtype, choice):
+    with kernels.use(choice):
+        _batch_norm_matches_flax(shape, dtype, choice)
+
+
+def _batch_norm_matches_flax(shape, dtype, choice):
     import flax.linen as nn
 
     from kdjax.models.layers import batch_norm
@@ -114,6 +132,8 @@ def test_zoo_batch_norm_matches_flax(shape, dtype):
         return jnp.sum(y.astype(jnp.float32) * probe), (y, upd)
 
     tol = dict(rtol=2e-2, atol=2e-2) if dtype == jnp.bfloat16 else dict(rtol=2e-5, atol=2e-5)
+    traced = str(jax.make_jaxpr(lambda p: run(ours, p, x)[0])(variables["params"]))
+    assert ("custom_vjp_call" in traced) == (choice == "cpu_tuned")  # the chosen implementation is the one traced
     (_, (y1, u1)), g1 = jax.value_and_grad(lambda p, x: run(ours, p, x), (0, 1), has_aux=True)(variables["params"], x)
     (_, (y2, u2)), g2 = jax.value_and_grad(lambda p, x: run(ref, p, x), (0, 1), has_aux=True)(variables["params"], x)
     assert y1.dtype == y2.dtype
@@ -128,6 +148,94 @@ def test_zoo_batch_norm_matches_flax(shape, dtype):
     np.testing.assert_allclose(np.asarray(y_inf, np.float32),
                                np.asarray(nn.BatchNorm(use_running_average=True, momentum=0.9, epsilon=1e-5)
                                           .apply(variables, x), np.float32), **tol)
+
+
+def test_kernels_are_chosen_per_backend_unless_forced(monkeypatch):
+    monkeypatch.delenv("KDJAX_FAST_BN", raising=False)
+    monkeypatch.delenv("KDJAX_FAST_CONV", raising=False)
+    assert kernels.select("auto", "cpu").name == "cpu_tuned"
+    for backend in ("gpu", "cuda", "rocm", "tpu"):
+        k = kernels.select("auto", backend)
+        assert (k.name, k.batch_norm, k.conv) == ("xla", "autodiff", "xla"), backend
+    assert kernels.select("xla", "cpu").name == "xla" and kernels.select("cpu_tuned", "gpu").name == "cpu_tuned"
+    assert kernels.current() == kernels.select("auto", jax.default_backend())  # no context: auto, this backend
+    with kernels.use("xla"):
+        assert kernels.current().conv == "xla"
+    monkeypatch.setenv("KDJAX_FAST_CONV", "0")  # ablation override of one part
+    assert (kernels.select("cpu_tuned").batch_norm, kernels.select("cpu_tuned").conv) == ("custom_vjp", "xla")
+    with pytest.raises(ValueError, match="kernels"):
+        kernels.select("onednn")
+
+
+def test_a_resnet_trains_the_same_with_either_kernels():
+    """resnet8x4 through DistillationModel: training-mode outputs, updated running statistics and every parameter
+    gradient agree between kernels='xla' and kernels='cpu_tuned' (strided convs and BatchNorms included)."""
+    from kdjax.models.distillation import DistillationModel, build_submodels
+    import ml_collections
+
+    cfg = ml_collections.ConfigDict({"Student": {"arch": "resnet8x4", "frozen": False, "init": "", "capture": ()}})
+    x = jnp.asarray(np.random.default_rng(3).standard_normal((4, 12, 12, 3)), jnp.float32)
+    results = {}
+    for choice in ("xla", "cpu_tuned"):
+        model = DistillationModel(build_submodels(cfg, 10), kernels=choice)
+        variables = model.init_variables(jax.random.PRNGKey(0), x)
+        params, stats = {"Student": variables["Student"]["params"]}, {"Student": variables["Student"]["batch_stats"]}
+
+        def loss(p):
+            out, new_stats = model.apply(p, stats, {}, x, train=True, rng=jax.random.PRNGKey(1))
+            return jnp.sum(out["Student"]["logits"] * jnp.arange(10.0)), (out, new_stats)
+
+        traced = str(jax.make_jaxpr(lambda p: loss(p)[0])(params))
+        assert ("custom_vjp_call" in traced) == (choice == "cpu_tuned")
+        (_, (out, new_stats)), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        results[choice] = (out, new_stats, grads)
+    for a, b in zip(jax.tree.leaves(results["cpu_tuned"]), jax.tree.leaves(results["xla"])):
+        scale = float(np.max(np.abs(b))) or 1.0
+        np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=1e-5)
+
+
+_SPLIT_BN = r"""
+import json, sys
+sys.path.insert(0, {repo!r})
+import flax.linen as nn, jax, jax.numpy as jnp
+from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from kdjax import kernels
+from kdjax.models.layers import batch_norm
+mesh = jax.make_mesh((8,), ("d",), axis_types=(AxisType.Auto,))
+out = {{}}
+for shape in [(32, 14, 14, 8), (16, 7, 7, 64), (128, 14, 14, 8)]:
+    for name, module, choice in (("zoo", batch_norm(train=True), "cpu_tuned"),
+                                 ("zoo_xla", batch_norm(train=True), "xla"),
+                                 ("flax", nn.BatchNorm(use_running_average=False, momentum=0.9), "xla")):
+        v = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros(shape)))
+        v = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=NamedSharding(mesh, P())), v)
+        x = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=NamedSharding(mesh, P("d")))
+        def f(v, x):
+            def loss(p, x):
+                y, _ = module.apply({{"params": p, "batch_stats": v["batch_stats"]}}, x, mutable=["batch_stats"])
+                return jnp.sum(y * y)
+            return jax.grad(loss, (0, 1))(v["params"], x)
+        with kernels.use(choice):
+            lines = jax.jit(f).lower(v, x).compile().as_text().splitlines()
+        out[f"{{name}}{{list(shape)}}"] = [sum(f" {{op}}(" in ln or f" {{op}}-start(" in ln for ln in lines)
+                                          for op in ("all-gather", "all-reduce")]
+print(json.dumps(out))
+"""
+
+
+def test_zoo_batch_norm_all_reduces_its_statistics_over_a_split_batch():
+    """Issue 15's reproduction: BatchNorm forward + backward on a batch split over 8 simulated devices. The former
+    column-sum view (rows straddling samples) compiled to 4 all-gathers of the activation and 0-2 all-reduces on
+    these shapes; now, under either kernel choice, like flax.linen.BatchNorm: no all-gather, 2 all-reduces of
+    per-channel sums."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", _SPLIT_BN.format(repo=REPO)], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = json.loads(out.stdout.strip().splitlines()[-1])
+    for key, (gathers, reduces) in counts.items():
+        assert gathers == 0, (key, counts)
+        assert reduces == counts["flax" + key[key.index("["):]][1] > 0, (key, counts)
 
 
 def test_compile_then_release_is_the_jitted_step():
@@ -163,3 +271,9 @@ def test_bench_runs_end_to_end_and_prints_json():
     assert result["batch"] == 8 and result["images_per_s"] > 0 and result["peak_rss_mb"] > 0
     assert result["config"] == "configs/dkd.py"
     assert np.isfinite(result["loss"])
+    # utilisation: XLA's FLOPs of the step, FLOP/s achieved at the median step time, against a measured CPU peak
+    assert result["flops_per_step"] > 0 and result["flops_per_image"] * 8 == pytest.approx(result["flops_per_step"])
+    achieved = result["flops_per_step"] / (result["step_ms_median"] / 1000) / 1e12
+    assert result["achieved_tflops"] == pytest.approx(achieved, rel=0.02, abs=1e-4)
+    assert "matmul" in result["peak_source"] and result["mfu"] == pytest.approx(
+        result["achieved_tflops"] / result["peak_tflops"], rel=0.05, abs=1e-3)
