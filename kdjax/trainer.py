@@ -64,7 +64,7 @@ class Trainer:
         check_model_outputs(config, self.model, self.losses, self.sample, self.num_classes)
         # offline distillation: the cached model's logits come with each batch; the train step does not run it
         cached = check_teacher_cache(config)
-        self.cache = teacher_cache.TeacherCache(config.teacher_cache) if cached else None
+        self.cache = teacher_cache.open_cache(config.teacher_cache) if cached else None
         self.train_model = DistillationModel({n: s for n, s in self.submodels.items() if n != cached},
                                              kernels=self.model.kernels) if cached else self.model
 
@@ -249,7 +249,12 @@ class Trainer:
         return train_pipeline(source, global_batch=cfg.train.batch_size, epochs=cfg.train.epochs, seed=int(cfg.seed),
                               process_index=jax.process_index(), process_count=jax.process_count(),
                               augment=cfg.data.augment, num_threads=int(cfg.data.num_threads),
-                              prefetch=int(cfg.data.prefetch), views=self.losses.views)
+                              prefetch=int(cfg.data.prefetch), views=self.losses.views,
+                              replay_cache=self._replay_cache())
+
+    def _replay_cache(self):
+        """The replay cache (K augmented views with their parameters, kdjax/data/replay_cache.py), or None."""
+        return self.cache if self.cache is not None and self.cache.views else None
 
     def _restore(self, ckpts, state, host_batches, total_steps):
         """(state, step) of the newest good checkpoint (the data iterator moved to its position), or (state, 0)."""

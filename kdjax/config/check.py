@@ -327,6 +327,8 @@ def check_teacher_cache(config) -> Optional[str]:
     from kdjax.data.augment import canonical_augment
 
     data = config.data
+    if manifest.get("format") == "kdjax-replay-cache":
+        return _check_replay_cache(config, manifest, directory, name)
     if canonical_augment(str(data.get("augment", "none"))) != "none":
         raise ConfigError("data.augment", f"{data.augment!r}: a teacher cache holds one view of each image, so "
                                           f"teacher_cache needs data.augment='none' (or drop teacher_cache)")
@@ -348,6 +350,30 @@ def check_teacher_cache(config) -> Optional[str]:
     if config.get("precision", "float32") != manifest.get("precision", "float32"):
         raise ConfigError("precision", f"{config.precision!r}, but the cache was computed in "
                                        f"{manifest.get('precision')!r}; rebuild it or match the precision")
+    return name
+
+
+def _check_replay_cache(config, manifest, directory, name: str) -> str:
+    """A replay cache (K augmented views, kdjax/data/replay_cache.py) stands in for the teacher under augmentation
+    and mixing that match its own; the training split and the resolved recipe are compared when the Trainer opens
+    it (ReplayCache.check_source)."""
+    from kdjax.data.replay_cache import check_config
+    from kdjax.data.teacher_cache import data_identity
+
+    for field in ("unlabeled_list", "unlabeled_split"):
+        if config.data.get(field):
+            raise ConfigError(f"data.{field}", "SSLD unlabeled images are not in the replay cache; drop one of them")
+    _check_cache_losses(config, name)
+    wanted, stored = data_identity(config.data), manifest["identity"]["data"]
+    if stored != wanted:
+        diff = sorted(k for k in wanted if wanted[k] != stored.get(k))
+        raise ConfigError(f"data.{diff[0]}" if diff else "teacher_cache",
+                          f"the replay cache in {directory} was computed on other data (differs in: "
+                          f"{', '.join(diff)}); rebuild it with python -m kdjax.tools.cache_teacher --views=K")
+    if config.get("precision", "float32") != manifest.get("precision", "float32"):
+        raise ConfigError("precision", f"{config.precision!r}, but the cache was computed in "
+                                       f"{manifest.get('precision')!r}; rebuild it or match the precision")
+    check_config(config, manifest, directory, name)
     return name
 
 

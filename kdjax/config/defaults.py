@@ -77,6 +77,8 @@ def base_config():
         interpolation="bilinear",  # resize filter of the train crop and the eval resize: bilinear | bicubic (PIL's)
         mixup_alpha=0.0,          # > 0: mixup; batches gain "soft_label" float32 [N, num_classes]
         cutmix_alpha=0.0,         # > 0: cutmix (with both: one of them per batch, 50/50)
+        replayable=False,         # True: every view drawn per record from (seed, epoch, index), so it can be
+                                  # rebuilt exactly (kdjax/data/replay.py; a replay cache implies it)
         skip_bad_images=False,    # True: replace undecodable/missing images by the next good one, and count them
         num_threads=2,
         num_workers=0,            # grain worker processes (0: threads only)
@@ -119,9 +121,13 @@ def base_config():
     # faster there), xla (flax BatchNorm, lax.conv gradients) on GPU/TPU; 'xla' or 'cpu_tuned' force one
     c.kernels = "auto"
     # Offline distillation: a directory written by `python -m kdjax.tools.cache_teacher`; the frozen teacher's logits are
-    # read from it instead of running the teacher in the train step (needs data.augment='none').
+    # read from it instead of running the teacher in the train step (needs data.augment='none'; a replay cache,
+    # cache_teacher --views=K, serves augmented and mixed training: epoch e replays stored view e mod K).
     c.teacher_cache = ""
     # Loss-term names in metrics.jsonl, TensorBoard and the progress line: "kdjax" (loss/dkd/Student-Teacher) or
     # "paddleclas" (loss_dkd_Student_Teacher, CELoss_Student, ...); see kdjax/config/metric_names.py
     c.metric_names = "kdjax"
+    # A replay cache (cache_teacher --views=K) that keeps only the top-k logits is approximate for every loss:
+    # refused unless this is True (kdjax/data/replay_cache.py states the error).
+    c.teacher_cache_approximate = False
     return c

@@ -151,7 +151,7 @@ FIELDS: Dict[str, Check] = {
     "export_model": nonempty_text,
     "precision": one_of("float32", "bfloat16"),
     "kernels": one_of("auto", "xla", "cpu_tuned"),  # kdjax/kernels/__init__.py NAMES
-    "teacher_cache": text,
+    "teacher_cache": text, "teacher_cache_approximate": boolean, "data.replayable": boolean,
     "metric_names": one_of("kdjax", "paddleclas"),
     "data.name": text, "data.source": text,  # name "": the folder's name (IDX, lists), the only TFDS dataset
     "data.tfds_data_dir": optional_text, "data.data_dir": optional_text,
