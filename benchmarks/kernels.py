@@ -1,13 +1,20 @@
-"""Where the step's time goes, kdjax (XLA:CPU) against PyTorch (oneDNN), part by part, in ONE process.
+"""Where the step's time goes: kdjax on XLA:CPU, kdjax with the oneDNN FFI kernels, and PyTorch, in ONE process.
 
-    python benchmarks/kernels.py [--reps=10] [--rounds=3] [--batch=64]
+    python benchmarks/kernels.py [--reps=10] [--rounds=3] [--batch=64] [--no_onednn] [--omp] [--json=FILE]
 
-Times, for both frameworks alternately (one part of one framework at a time, round after round, so machine load
-hits both alike): every 3x3 convolution shape of the CIFAR resnet8x4 / resnet32x4 pair (forward, input gradient,
-weight gradient), the teacher's inference forward pass, and the student's forward + backward pass. Prints one
-table: milliseconds (median over rounds of the median over reps) and the XLA / PyTorch time ratio. Needs torch.
-Models: kdjax's zoo and benchmarks/torch_reference.py's. Used to explain the compare.sh ratio
-(benchmarks/README.md).
+Times, for every implementation alternately (one part of one implementation at a time, the order rotating round
+after round, so machine load hits all alike): every distinct convolution of the CIFAR resnet8x4 / resnet32x4 pair
+(forward, input gradient, weight gradient; enumerated from the models), the teacher's inference forward pass, and
+the student's forward + backward pass. Columns:
+
+  XLA      kdjax's default: lax.conv_general_dilated on XLA:CPU (strided input gradients phase-split, as fast_conv)
+  oneDNN   kdjax/kernels/onednn (KDJAX_CONV=onednn), XLA-pool threading (oneDNN single-threaded per batch chunk)
+  omp      the same kernels with oneDNN's own OpenMP threads (--omp)
+  torch    PyTorch (oneDNN inside), channels-last
+
+Prints one table: milliseconds (median over rounds of the median over reps) and time ratios against PyTorch, then
+the oneDNN implementation each convolution runs. Needs torch (pip install torch==2.13.0) and, for the oneDNN
+columns, the built kernels (bash install.sh). Used to explain the compare.sh ratio (benchmarks/README.md).
 """
 
 import os
@@ -19,6 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import kdjax.runtime.xla_flags  # noqa: F401,E402  (kdjax's XLA flags, before jax)
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -26,9 +34,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
-
-# (H=W, C_in, C_out, stride) of the 3x3 convolutions in resnet8x4 / resnet32x4
-SHAPES = [(32, 32, 64, 1), (32, 64, 64, 1), (32, 64, 128, 2), (16, 128, 128, 1), (16, 128, 256, 2), (8, 256, 256, 1)]
+from jax.extend import core as jcore  # noqa: E402
 
 
 def _median_ms(fn, reps):
@@ -41,48 +47,94 @@ def _median_ms(fn, reps):
     return 1000 * statistics.median(times)
 
 
-def jax_parts(batch):
+def preset_convs(batch):
+    """Distinct (x shape, w shape, stride, padding) of resnet8x4 + resnet32x4 at `batch`, from their jaxprs."""
+    from kdjax.models.registry import get_model
+
+    found = set()
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                p = eqn.params
+                assert p["feature_group_count"] == 1 and tuple(p["rhs_dilation"]) == (1, 1)
+                found.add((tuple(eqn.invars[0].aval.shape), tuple(eqn.invars[1].aval.shape),
+                           int(p["window_strides"][0]), int(p["padding"][0][0])))
+            for v in eqn.params.values():
+                for sub in v if isinstance(v, (list, tuple)) else [v]:
+                    if isinstance(sub, (jcore.ClosedJaxpr, jcore.Jaxpr)):
+                        walk(getattr(sub, "jaxpr", sub))
+
+    for arch in ("resnet8x4", "resnet32x4"):
+        model = get_model(arch, num_classes=100)
+        x = jax.ShapeDtypeStruct((batch, 32, 32, 3), jnp.float32)
+        walk(jax.make_jaxpr(lambda x: model.init(jax.random.PRNGKey(0), x, train=True))(x).jaxpr)
+    # largest work first, like the README table
+    return sorted(found, key=lambda c: (-c[0][1], c[1][0] == 1, c[0][3], c[1][3]))
+
+
+def conv_name(c):
+    (_, hw, _, ci), (k, _, _, co), s, _ = c
+    return f"conv {hw}x{hw} {ci}->{co} k{k} s{s}"
+
+
+def jax_parts(convs, batch, backend):
+    """backend 'xla' (kdjax's default path) or 'onednn' (kdjax/kernels/onednn)."""
+    from kdjax.kernels import onednn
     from kdjax.kernels import conv as fast_conv
     from kdjax.models.registry import get_model
 
     parts = {}
     rng = np.random.default_rng(0)
-    for hw, ci, co, s in SHAPES:
-        x = jnp.asarray(rng.standard_normal((batch, hw, hw, ci)), jnp.float32)
-        w = jnp.asarray(rng.standard_normal((3, 3, ci, co)), jnp.float32)
+    for c in convs:
+        x_shape, w_shape, s, p = c
+        x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
+        w = jnp.asarray(rng.standard_normal(w_shape), jnp.float32)
+        pad = ((p, p), (p, p))
 
-        def conv(x_, w_, s=s):
-            return lax.conv_general_dilated(x_, w_, (s, s), ((1, 1), (1, 1)), dimension_numbers=fast_conv.DIMENSION_NUMBERS)
+        def conv(x_, w_, s=s, pad=pad):
+            return lax.conv_general_dilated(x_, w_, (s, s), pad, dimension_numbers=fast_conv.DIMENSION_NUMBERS)
 
         dy = jnp.ones_like(conv(x, w))
-        fwd = jax.jit(conv)
-        if s == 1:  # XLA's own input gradient
-            dx = jax.jit(lambda x, w, dy, conv=conv: jax.vjp(lambda a: conv(a, w), x)[1](dy)[0])
-        else:  # what kdjax uses at stride 2 (fast_conv: phase-split, no multiplications by inserted zeros)
-            dx = jax.jit(lambda x, w, dy, s=s: fast_conv.input_grad_phases(dy, w, x.shape, (s, s), ((1, 1), (1, 1))))
-        dw = jax.jit(lambda x, w, dy, conv=conv: jax.vjp(lambda b: conv(x, b), w)[1](dy)[0])
-        name = f"conv {hw}x{hw} {ci}->{co} s{s}"
+        if backend == "onednn":
+            fwd = jax.jit(lambda x, w, s=s, pad=pad: onednn.conv2d(x, w, (s, s), pad))
+            dx = jax.jit(lambda x, w, dy, s=s, pad=pad: onednn.input_grad(dy, w, x.shape, (s, s), pad, 1))
+            dw = jax.jit(lambda x, w, dy, s=s, pad=pad: onednn.weight_grad(x, dy, w.shape, (s, s), pad, 1))
+        else:
+            fwd = jax.jit(conv)
+            if s == 1 or w_shape[0] == 1:  # XLA's own input gradient
+                dx = jax.jit(lambda x, w, dy, conv=conv: jax.vjp(lambda a: conv(a, w), x)[1](dy)[0])
+            else:  # what kdjax uses at stride 2 (fast_conv: phase-split, no multiplications by inserted zeros)
+                dx = jax.jit(lambda x, w, dy, s=s, pad=pad: fast_conv.input_grad_phases(dy, w, x.shape, (s, s), pad))
+            dw = jax.jit(lambda x, w, dy, conv=conv: jax.vjp(lambda b: conv(x, b), w)[1](dy)[0])
+        name = conv_name(c)
         parts[name + " fwd"] = lambda f=fwd, x=x, w=w: jax.block_until_ready(f(x, w))
         parts[name + " dX"] = lambda f=dx, x=x, w=w, dy=dy: jax.block_until_ready(f(x, w, dy))
         parts[name + " dW"] = lambda f=dw, x=x, w=w, dy=dy: jax.block_until_ready(f(x, w, dy))
     x = jnp.asarray(rng.standard_normal((batch, 32, 32, 3)), jnp.float32)
-    teacher, student = get_model("resnet32x4", num_classes=100), get_model("resnet8x4", num_classes=100)
-    tv = teacher.init(jax.random.PRNGKey(0), x[:2])
-    sv = student.init(jax.random.PRNGKey(1), x[:2])
-    t_fwd = jax.jit(lambda v, x: teacher.apply(v, x, train=False))
+    saved = fast_conv.BACKEND
+    fast_conv.BACKEND = backend  # read when the models are traced (the jits below trace on their first call)
+    try:
+        teacher, student = get_model("resnet32x4", num_classes=100), get_model("resnet8x4", num_classes=100)
+        tv = teacher.init(jax.random.PRNGKey(0), x[:2])
+        sv = student.init(jax.random.PRNGKey(1), x[:2])
+        t_fwd = jax.jit(lambda v, x: teacher.apply(v, x, train=False))
 
-    def s_loss(p, x):
-        out, _ = student.apply({"params": p, "batch_stats": sv["batch_stats"]}, x, train=True,
-                               mutable=["batch_stats"])
-        return jnp.mean(out ** 2)
+        def s_loss(p, x):
+            out, _ = student.apply({"params": p, "batch_stats": sv["batch_stats"]}, x, train=True,
+                                   mutable=["batch_stats"])
+            return jnp.mean(out ** 2)
 
-    s_grad = jax.jit(jax.grad(s_loss))
+        s_grad = jax.jit(jax.grad(s_loss))
+        jax.block_until_ready((t_fwd(tv, x), s_grad(sv["params"], x)))  # trace + compile now, with `backend`
+    finally:
+        fast_conv.BACKEND = saved
     parts["teacher resnet32x4 forward (inference)"] = lambda: jax.block_until_ready(t_fwd(tv, x))
     parts["student resnet8x4 forward + backward"] = lambda: jax.block_until_ready(s_grad(sv["params"], x))
     return parts
 
 
-def torch_parts(batch):
+def torch_parts(convs, batch):
     import torch
     import torch.nn.functional as F
 
@@ -91,25 +143,24 @@ def torch_parts(batch):
     cl = torch.channels_last
     parts = {}
     torch.manual_seed(0)
-    for hw, ci, co, s in SHAPES:
+    for c in convs:
+        (_, hw, _, ci), (k, _, _, co), s, p = c
         x = torch.randn(batch, ci, hw, hw).contiguous(memory_format=cl)
-        w = torch.randn(co, ci, 3, 3).contiguous(memory_format=cl)
-        dy = torch.ones_like(F.conv2d(x, w, stride=s, padding=1))
-        xg, wg = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+        w = torch.randn(co, ci, k, k).contiguous(memory_format=cl)
+        dy = torch.ones_like(F.conv2d(x, w, stride=s, padding=p))
 
-        def fwd(x=x, w=w, s=s):
+        def fwd(x=x, w=w, s=s, p=p):
             with torch.no_grad():
-                F.conv2d(x, w, stride=s, padding=1)
+                F.conv2d(x, w, stride=s, padding=p)
 
-        def dx(x=x, w=w, s=s, dy=dy):
+        def dx(x=x, w=w, s=s, p=p, dy=dy):
             # the input gradient alone is a transposed convolution (what autograd calls for it)
-            torch.nn.grad.conv2d_input(x.shape, w, dy, stride=s, padding=1)
+            torch.nn.grad.conv2d_input(x.shape, w, dy, stride=s, padding=p)
 
-        def dw(x=x, w=w, s=s, dy=dy):
-            torch.nn.grad.conv2d_weight(x, w.shape, dy, stride=s, padding=1)
+        def dw(x=x, w=w, s=s, p=p, dy=dy):
+            torch.nn.grad.conv2d_weight(x, w.shape, dy, stride=s, padding=p)
 
-        del xg, wg
-        name = f"conv {hw}x{hw} {ci}->{co} s{s}"
+        name = conv_name(c)
         parts[name + " fwd"], parts[name + " dX"], parts[name + " dW"] = fwd, dx, dw
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=cl)
     teacher = resnet32x4().to(memory_format=cl).eval()
@@ -133,20 +184,53 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no_onednn", action="store_true", help="XLA and PyTorch only")
+    ap.add_argument("--omp", action="store_true", help="also oneDNN with its OpenMP threads (column 'omp')")
+    ap.add_argument("--json", default="", help="also write every measurement here (one JSON line per part)")
     args = ap.parse_args()
-    ours, theirs = jax_parts(args.batch), torch_parts(args.batch)
-    results = {name: ([], []) for name in ours}
+    from kdjax.kernels import onednn
+
+    convs = preset_convs(args.batch)
+    impls = {"XLA": jax_parts(convs, args.batch, "xla")}
+    use_onednn = not args.no_onednn and onednn.available()
+    if not args.no_onednn and not use_onednn:
+        print(f"oneDNN kernels unavailable ({onednn.why_unavailable()}): XLA and PyTorch only", file=sys.stderr)
+    if use_onednn:
+        onednn.set_threading("xla")
+        impls["oneDNN"] = jax_parts(convs, args.batch, "onednn")
+        if args.omp:
+            impls["omp"] = impls["oneDNN"]  # same executables, run with the other threading mode
+    impls["torch"] = torch_parts(convs, args.batch)
+    names = list(impls)
+    results = {part: {k: [] for k in names} for part in impls["XLA"]}
     for r in range(args.rounds):
-        for name in ours:
-            pair = [(0, ours[name]), (1, theirs[name])]
-            for i, fn in (pair if r % 2 == 0 else pair[::-1]):
-                results[name][i].append(_median_ms(fn, args.reps))
+        for part in results:
+            order = names[r % len(names):] + names[:r % len(names)]
+            for k in order:
+                if use_onednn and k in ("oneDNN", "omp"):
+                    onednn.set_threading("omp" if k == "omp" else "xla")
+                results[part][k].append(_median_ms(impls[k][part], args.reps))
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    print(f"{'part (batch ' + str(args.batch) + ', channels-last torch)':<48} {'XLA ms':>8} {'torch ms':>9} "
-          f"{'XLA/torch':>9}")
-    for name, (a, b) in results.items():
-        ma, mb = statistics.median(a), statistics.median(b)
-        print(f"{name:<48} {ma:>8.1f} {mb:>9.1f} {ma / mb:>9.2f}")
+    if use_onednn:
+        onednn.set_threading("xla")
+    header = f"{'part (batch ' + str(args.batch) + ', torch channels-last), ms':<48}" + "".join(
+        f"{k:>8}" for k in names) + "".join(f"{k + '/torch':>13}" for k in names if k != "torch")
+    print(header)
+    rows = []
+    for part, by in results.items():
+        med = {k: statistics.median(v) for k, v in by.items()}
+        rows.append({"part": part, "ms": med, "ms_all": by})
+        print(f"{part:<48}" + "".join(f"{med[k]:>8.1f}" for k in names)
+              + "".join(f"{med[k] / med['torch']:>13.2f}" for k in names if k != "torch"))
+    if use_onednn:
+        print(f"\noneDNN: {onednn.info()}; implementations (fwd, dX, dW):")
+        for c in convs:
+            x_shape, w_shape, s, p = c
+            print(f"  {conv_name(c):<28} {onednn.implementations(x_shape, w_shape, jnp.float32, (s, s), ((p, p), (p, p)))}")
+    if args.json:
+        with open(args.json, "a") as f:
+            for row in rows:
+                f.write(json.dumps({"batch": args.batch, "reps": args.reps, "rounds": args.rounds, **row}) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,16 @@ its term was ~3× the other two together, and in a 100-step check (6,400 images)
   --config=configs/at.py            offline default (Fashion-MNIST, teacher trained first)
   --config=configs/at.py:cifar100   mdistiller AT: resnet32x4 → resnet8x4, stages[0..2], CE 1.0 + 1000 · Σ_j
                                     (mdistiller has no ½: beta=2000 here)
+
+Run: `python -m kdjax.main --config=configs/at.py --workdir=runs/at` (offline default: Fashion-MNIST, the
+teacher trained first, then 4 epochs of distillation). Expected result: the untuned benchmark of 2026-11-28
+(docs/results/untuned_2026-11-28: this config's losses on the same student and budget, 3 seeds, its teacher
+trained 6 epochs) measured the student at 87.10 ± 0.27% top-1; the distillation phase took a median
+59 s per run on the project's 2-core CPU machine (shared then), plus 83 s for the teacher phase
+(the default run's, measured on the quiet machine).
+This exact command, 2026-12-02 (teacher 91.24%): student 86.87%, 113 s of CPU time for the distillation phase
+(`python benchmarks/config_defaults.py --configs=at`); docs/results/diagnosis.md explains why AT's β = 1000
+hurts this small student.
 """
 
 from kdjax.config.defaults import base_config, loss_entry, model_entry

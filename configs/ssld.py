@@ -9,6 +9,10 @@ PaddleClas' PPLCNet_x2_5_ssld.yaml (ppcls/configs/ImageNet/Distillation/), line 
   --config=configs/ssld.py           offline default (Fashion-MNIST, teacher trained first)
   --config=configs/ssld.py:imagenet  ResNet50_vd → PPLCNet_x2_5 (give the teacher init; add unlabeled images
                                      with the data options of the SSLD section in the README)
+
+Run: `python -m kdjax.main --config=configs/ssld.py --workdir=runs/ssld` (offline default). Not part of the
+benchmark (it needs unlabeled data to show its point); its wall time and result have not been measured yet
+(`python benchmarks/config_defaults.py --configs=ssld` measures both).
 """
 
 from kdjax.config.defaults import base_config, loss_entry, model_entry

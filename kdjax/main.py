@@ -4,6 +4,8 @@
   python -m kdjax.main --config=configs/dkd.py --workdir=runs/dkd --mode=eval   evaluate the newest checkpoint
   python -m kdjax.main --config=configs/dkd.py --workdir=runs/dkd --mode=check  models, features, losses, mesh,
       FLOPs per image and memory per device of the compiled train step; trains nothing, writes nothing
+  python -m kdjax.main --config=configs/paddleclas.py:PATH.yaml --mode=check    without --workdir: what the config
+      (here a PaddleClas YAML's translation) trains and what it needs that is missing on this machine
 
 Flags only; the library does the work (kdjax.train.run, kdjax.evaluate.run).
 """
@@ -32,9 +34,13 @@ _CONFIG = cli_flags.DEFINE_config_file("config", None, "Config file, e.g. config
                                        lock_config=True)
 _WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the export.")
 _MODE = cli_flags.DEFINE_enum("mode", "train", ["train", "eval", "check"],
-                              "train (resumes automatically), eval, or check (what a run would cost; no training).")
+                              "train (resumes automatically), eval, or check (what the config trains, what it "
+                              "lacks here and, with --workdir, what a run would cost; no training).")
 _EXPORT_DIR = cli_flags.DEFINE_string("export_dir", None, "--mode=eval: evaluate this export instead of the checkpoint.")
 _RESTART = cli_flags.DEFINE_bool("restart", False, "Move an existing run in --workdir aside and start fresh.")
+_PADDLECLAS_O = cli_flags.DEFINE_multi_string("paddleclas_override", [], "-o KEY=VALUE (repeatable): a PaddleClas "
+                                              "override of the YAML of --config=configs/paddleclas.py:PATH.yaml, "
+                                              "applied before translation (e.g. -o Global.epochs=2).", short_name="o")
 # multi-host (see kdjax/runtime/distributed.py): Cloud TPU and Slurm are detected; elsewhere give all three, or the
 # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables
 _COORDINATOR = cli_flags.DEFINE_string("coordinator_address", None, "Multi-host: host:port of process 0's coordinator.")
@@ -46,8 +52,8 @@ _DISTRIBUTED = cli_flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"
                                      "auto: initialise JAX's distributed runtime when the flags/env above, a Cloud "
                                      "TPU VM or a multi-task Slurm step say so; on: always (JAX auto-detects); off: "
                                      "never.")
-FLAG_NAMES = ("config", "workdir", "mode", "export_dir", "restart", "coordinator_address", "num_processes",
-              "process_id", "local_device_ids", "distributed")
+FLAG_NAMES = ("config", "workdir", "mode", "export_dir", "restart", "paddleclas_override", "coordinator_address",
+              "num_processes", "process_id", "local_device_ids", "distributed")
 
 
 def main(argv):
@@ -69,6 +75,14 @@ def main(argv):
         # JAX's preemption notifier took SIGTERM over; kdjax handles it, every process stopping at the same step
         preemption.listen_for_sigterm(multi=True)
     config = load_config(_CONFIG)
+    if _PADDLECLAS_O.value:  # PaddleClas -o overrides: translate the YAML again with them, then the --config.* ones
+        from kdjax.cli.flags import config_overrides
+        from kdjax.config.paddleclas import retranslate
+
+        config = retranslate(config, _PADDLECLAS_O.value, config_overrides())
+    if _MODE.value == "check" and not _WORKDIR.value:  # the config as read, and what is missing here
+        _check(config)
+        return
     if not _WORKDIR.value:
         raise ConfigError("", "no --workdir given; e.g. --workdir=/tmp/kdjax_dkd")
     workdir = os.path.abspath(_WORKDIR.value)
@@ -87,8 +101,21 @@ def main(argv):
     train.run(config, workdir, restart=_RESTART.value)  # --restart moves the old run aside once the checks pass
 
 
-if __name__ == "__main__":
+def _check(config):
+    """--mode=check: the config as a person reads it (models, losses under their logged names, optimizer, data; for a
+    PaddleClas YAML where each part came from and the translation's notes) and what it names that is not here."""
+    from kdjax.config.paddleclas import describe
+
+    print(describe(config), flush=True)
+
+
+def cli():
+    """`python -m kdjax.main`, and the `kdjax-train` console script."""
     from kdjax.cli.run import run_command
 
     run_command(main, prog="kdjax", module="kdjax.main", doc=__doc__, flag_names=FLAG_NAMES,
                 interrupted="run the same command again to resume from the last checkpoint")
+
+
+if __name__ == "__main__":
+    cli()

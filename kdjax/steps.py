@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from kdjax.optim import check_optimizer
+from kdjax.optim.dot import DotOptimizer, reached
 from kdjax.errors import ConfigError
 from kdjax.models.distillation import DistillationModel, normalize
 
@@ -49,10 +51,16 @@ def lr_schedule(optim, steps_per_epoch: int, total_steps: int):
 
 
 def build_optimizer(optim, steps_per_epoch: int, total_steps: int):
-    """Returns (optax transformation, schedule). Weight decay is PyTorch/Paddle-style L2 added to the gradient."""
+    """Returns (optax transformation, schedule). Weight decay is PyTorch/Paddle-style L2 added to the gradient.
+
+    name='dot' returns a `kdjax.optim.dot.DotOptimizer` instead (separate task / distillation momenta, its own weight
+    decay); make_train_step then computes the two gradients apart."""
     schedule = lr_schedule(optim, steps_per_epoch, total_steps)
     name = optim.get("name", "sgd")
     wd = float(optim.get("weight_decay", 0.0))
+    check_optimizer(optim)
+    if name == "dot":
+        return DotOptimizer(schedule, float(optim.get("momentum", 0.9)), float(optim.delta), wd), schedule
     if name == "sgd":
         inner = optax.sgd(schedule, momentum=float(optim.get("momentum", 0.9)) or None,
                           nesterov=bool(optim.get("nesterov", False)))
@@ -152,6 +160,8 @@ def make_train_step(model: DistillationModel, losses, tx, schedule, *, mean, std
       are reduce-scattered back; see kdjax/runtime/mesh.py). None: used as they are.
     """
     accum = int(grad_accum_steps or 1)
+    dot = isinstance(tx, DotOptimizer)  # task and distillation gradients apart (kdjax/optim/dot.py)
+    task_names = frozenset(losses.task_term_names) if dot else frozenset()
 
     def input_views(batch):
         """{"": the batch's images, view: batch["image_<view>"] for each extra view a loss reads (LossSpec.views)}."""
@@ -174,6 +184,24 @@ def make_train_step(model: DistillationModel, losses, tx, schedule, *, mean, std
 
     grad_fn = jax.value_and_grad(forward, has_aux=True)
 
+    def split_forward(params, *args):
+        """((task loss, distillation loss), forward's (total, aux)) for DOT."""
+        total, aux = forward(params, *args)
+        terms = aux[0]
+        task = sum((v for k, v in terms.items() if k in task_names), jnp.zeros((), jnp.float32))
+        kd = sum((v for k, v in terms.items() if k not in task_names), jnp.zeros((), jnp.float32))
+        return (task, kd), (total, aux)
+
+    def dot_grad_fn(params, *args):
+        """forward's ((total, aux), grads) with grads = (task gradient, distillation gradient): one forward pass,
+        two backward passes (the reference's two backward calls on one graph)."""
+        _, vjp, (total, aux) = jax.vjp(lambda p: split_forward(p, *args), params, has_aux=True)
+        one, zero = jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32)
+        return (total, aux), (vjp((one, zero))[0], vjp((zero, one))[0])
+
+    if dot:
+        grad_fn = dot_grad_fn  # noqa: F811
+
     def train_step(state: TrainState, frozen, batch, rng):
         rng = jax.random.fold_in(rng, state.step)
         r_model, r_loss = jax.random.split(rng)
@@ -191,14 +219,20 @@ def make_train_step(model: DistillationModel, losses, tx, schedule, *, mean, std
                 return (jax.tree.map(jnp.add, grad_sum, g), st, ls), (t, tm, t1)
 
             zeros = jax.tree.map(jnp.zeros_like, state.params)
+            zeros = (zeros, zeros) if dot else zeros
             (grad_sum, new_stats, loss_state), (totals, terms_k, top1_k) = jax.lax.scan(
                 micro, (zeros, state.batch_stats, state.loss_state), (micro_batches(batch, accum), jnp.arange(accum)))
             grads = jax.tree.map(lambda g: g / accum, grad_sum)
             total = jnp.mean(totals)
             terms, top1 = jax.tree.map(jnp.mean, terms_k), jax.tree.map(jnp.mean, top1_k)
 
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        if dot:  # which parameters each loss reaches: read off the traced forward pass (shapes only)
+            task_mask, kd_mask = reached(lambda p, *a: split_forward(p, *a)[0], state.params, state.batch_stats,
+                                         frozen, batch, r_model, r_loss, epoch, state.loss_state)
+            params, opt_state = tx.step(grads[0], grads[1], state.opt_state, state.params, task_mask, kd_mask)
+        else:
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
         # a step applies nothing unless the loss, every gradient and the whole updated state are finite
         checks = {"loss": jnp.isfinite(total), "grads": _all_finite(grads),
                   "update": _all_finite((params, new_stats, opt_state, loss_state))}

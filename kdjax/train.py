@@ -18,6 +18,7 @@ from kdjax.runtime.lock import hold_workdir
 from kdjax.runtime.oserrors import describe
 from kdjax.runtime.workdir import (SUMMARY_FILE, check_workdir, check_workdir_path, compare_workdir, move_aside,
                                    write_summary)
+from kdjax.weights import model_cache
 from kdjax.weights.export_dir import is_export_dir
 from kdjax.trainer import Trainer
 
@@ -156,13 +157,14 @@ def _run_locked(config, workdir, restart, mine, phase, pretrain_phases, lock):
 
     pretrained = {}
     for name, (pre, export_dir) in pretrain_phases.items():
-        if not is_export_dir(export_dir):
+        if not is_export_dir(export_dir) and not model_cache.reuse(config, name, pre.info, pre.train_source, export_dir):
             if is_main:
                 print(f"models.{name} has init='train': training {name} ({config.models[name].arch}) first with "
                       f"ground-truth CE for {config.pretrain.epochs} epochs, then distilling.", flush=True)
             result = _train_pretrain_phase(pre, export_dir)
             if result.get("preempted"):
                 return result
+            model_cache.publish(config, name, pre.info, pre.train_source, export_dir)  # trained once: kept for later runs
         elif is_main:
             print(f"models.{name}: using the {name} trained earlier in {export_dir}", flush=True)
         with config.unlocked():
@@ -173,7 +175,7 @@ def _run_locked(config, workdir, restart, mine, phase, pretrain_phases, lock):
     if result.get("preempted"):
         return result
     summary = {"eval": result, "export_dir": os.path.join(workdir, "export"), "pretrained": pretrained,
-               "dataset": record(phase.info)}
+               "dataset": record(phase.info), "best": result.get("best")}
     if is_main:
         print(summary_table(config, result, summary["export_dir"]), flush=True)
         write_summary(workdir, summary)
@@ -182,18 +184,31 @@ def _run_locked(config, workdir, restart, mine, phase, pretrain_phases, lock):
 
 def summary_table(config, result: dict, export_dir: str) -> str:
     rows = [("model", "arch", "role", "top-1", "top-5")]
+    result, split = _tested_or_validated(config, result)
     for name, m in config.models.items():
         role = "frozen teacher" if m.frozen else ("exported" if name == config.export_model else "trained")
         rows.append((name, m.arch, role, f"{100 * result[f'{name}/top1']:.2f}%", f"{100 * result[f'{name}/top5']:.2f}%"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["", f"Test accuracy on {result['count']} images:"]
+    lines = ["", f"{split} accuracy on {result['count']} images:"]
     for i, r in enumerate(rows):
         lines.append("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)))
         if i == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
+    best = result.get("best")
+    if best:
+        lines.append(f"Best {config.export_model}: top-1 {100 * best['top1']:.2f}% at step {best['step']} "
+                     f"→ {best['dir']}")
     lines.append(f"Exported {config.export_model} → {export_dir}")
     lines.append(f"  try: python -m kdjax.infer --export_dir={export_dir} --from_dataset=8")
     return "\n".join(lines)
+
+
+def _tested_or_validated(config, result: dict):
+    """(result, "Test"), or for a run that never saw the test split (data.holdout with train.final_test=False) its
+    held-out validation figures under the plain keys, labelled as such."""
+    if f"{config.export_model}/top1" in result or f"val/{config.export_model}/top1" not in result:
+        return result, "Test"
+    return {k[4:]: v for k, v in result.items() if k.startswith("val/")}, "Held-out validation (not test)"
 
 
 # ---- what a workdir holds -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from kdjax.config.check import check_model_outputs, check_teacher_cache
 from kdjax.runtime.checkpoints import PhaseCheckpoints
 from kdjax.data.device_prefetch import DevicePrefetch
 from kdjax.data.pipeline import eval_batches, train_pipeline
-from kdjax.data.preprocess import export_fields, run_normalization
+from kdjax.data.preprocess import run_normalization
 from kdjax.models.distillation import DistillationModel, build_submodels, normalize
 from kdjax.runtime.host_memory import compile_then_release, release_host_memory
 from kdjax.weights.init import check_variables_match, load_init
@@ -33,6 +33,9 @@ from kdjax.runtime.oserrors import close_all
 from kdjax.runtime.preemption import Preemption
 from kdjax.runtime.run_log import RunLog
 from kdjax.runtime.workdir import write_json
+from kdjax.weights.best import BestModel
+from kdjax.config.metric_names import rename, term_labels
+from kdjax.weights.from_workdir import submodel_spec, write_model_specs
 from kdjax.steps import LOSS_PARAMS, cached_key, create_state, make_eval_step, make_train_step
 
 log = logging.getLogger("kdjax")
@@ -56,11 +59,12 @@ class Trainer:
         self.mean, self.std = run_normalization(config.data, info, train_source)  # config's, or the training images'
         self.dtype = _compute_dtype(config)
         self.losses = build_losses(list(config.losses.values()))
+        self.metric_labels = term_labels(config, self.losses)  # loss-term names logged (config.metric_names)
         self.sample = normalize(jnp.zeros((2,) + tuple(info.image_shape), jnp.uint8), self.mean, self.std)
         check_model_outputs(config, self.model, self.losses, self.sample, self.num_classes)
         # offline distillation: the cached model's logits come with each batch; the train step does not run it
         cached = check_teacher_cache(config)
-        self.cache = teacher_cache.TeacherCache(config.teacher_cache) if cached else None
+        self.cache = teacher_cache.open_cache(config.teacher_cache) if cached else None
         self.train_model = DistillationModel({n: s for n, s in self.submodels.items() if n != cached},
                                              kernels=self.model.kernels) if cached else self.model
 
@@ -101,7 +105,7 @@ class Trainer:
         num_data = len(self.train_source) if self.losses.stateful else 0  # CRD memory banks: one row per example
         state_rng = jax.random.PRNGKey(int(self.config.seed) + 98)
         state, _ = self.parallel.init_sharded(
-            lambda p, b: create_state(p, b, tx, self.losses, self.losses.init_state(state_rng, num_data)),
+            lambda p, b: create_state(p, b, tx, self.losses, self.losses.init_state(state_rng, num_data, frozen)),
             params, batch_stats)
         return state, frozen
 
@@ -146,8 +150,11 @@ class Trainer:
         state, start = self._restore(ckpts, state, host_batches, pipe.total_steps)
         batches = self._device_batches(host_batches)
         eval_step = self._jit_eval_step(state, frozen)
+        heldout = self._heldout(eval_step, state)
         runlog = RunLog(self.directory, pipe.total_steps, start, self.config.train.batch_size, self.desc,
-                        enabled=jax.process_index() == 0)
+                        enabled=jax.process_index() == 0, postfix_keys=tuple(self.metric_labels.values()))
+        write_model_specs(self)  # WORKDIR/models.json: what `python -m kdjax.export` needs to export any sub-model
+        best = BestModel(self.directory, self.config.export_model)
         cadence = Cadence(self.config.train, pipe.steps_per_epoch, pipe.total_steps, start)
         wait, nonfinite = DataWait(), NonFinitePolicy(self.config, self.losses, self.desc, ckpts)
         meta = {"desc": self.desc, "total_steps": pipe.total_steps}
@@ -171,8 +178,9 @@ class Trainer:
                         runlog.advance(step)
                     # 3. Evaluate before checkpointing, so that a checkpoint's step has its evaluation logged.
                     if cadence.evaluate(step):
-                        last_eval = self.evaluate(state, frozen, eval_step)
+                        last_eval = self._evaluate_periodic(state, frozen, eval_step, heldout, step)
                         runlog.scalars(step, {k: v for k, v in last_eval.items() if k != "count"}, kind="eval")
+                        best.update(step, last_eval, lambda d, **kw: self.export(d, state, frozen, **kw))
                     # 4. Stopping (SIGTERM, train.stop_after_steps) is agreed by every host before anyone saves:
                     #    one host checkpointing while another trains would deadlock both.
                     if cadence.stop_early(step):
@@ -191,10 +199,42 @@ class Trainer:
             close_all(ckpts, runlog, batches)  # each one even if another fails; reader threads / worker processes
         elapsed = time.perf_counter() - loop_start
         if last_eval is None:  # resumed at the last step
-            last_eval = self.evaluate(state, frozen, eval_step)
+            last_eval = self._evaluate_periodic(state, frozen, eval_step, heldout, step)
+        if heldout is not None:  # the last and the best-validation weights on the test split (train.final_test)
+            last_eval = heldout.final(state, frozen, last_eval)
         # 6. Export: every process takes part (FSDP shards are gathered); process 0 writes.
         self.export(export_dir, state, frozen)
-        return self._report(last_eval, pipe, start, elapsed, wait)
+        return dict(self._report(last_eval, pipe, start, elapsed, wait), best=best.summary())
+
+    def _heldout(self, eval_step, state):
+        """data.holdout > 0: periodic evaluations on the held-out split, best weights kept (runtime/heldout.py)."""
+        if not int(self.config.data.get("holdout", 0) or 0):
+            return None
+        from kdjax.data.sources import open_source
+        from kdjax.runtime.heldout import HeldOutEvaluation
+
+        splits = {"test": self.test_source,
+                  "holdout": open_source(self.config.data, "holdout", channels=int(self.info.image_shape[-1]))[0]}
+        par, name = self.parallel, self.config.export_model
+
+        def evaluate(params, batch_stats, frozen, split):
+            return evaluate_split(par, eval_step, params, batch_stats, frozen, splits[split],
+                                  batch_size=int(self.config.train.eval_batch_size))
+
+        def load(directory):  # the export's variables, placed like the state's
+            variables, _ = export_lib.load_export(directory)
+            out = {"params": par.put(variables["params"], par.shardings_of(state.params[name]))}
+            if name in state.batch_stats:
+                out["batch_stats"] = par.put(variables["batch_stats"], par.shardings_of(state.batch_stats[name]))
+            return out
+
+        return HeldOutEvaluation(self.directory, name, self.config.train.get("final_test", True), evaluate,
+                                 self.export, load)
+
+    def _evaluate_periodic(self, state, frozen, eval_step, heldout, step: int) -> dict:
+        if heldout is None:
+            return self.evaluate(state, frozen, eval_step)
+        return heldout.evaluate(state, frozen, step)
 
     def _pipeline(self):
         """The training batches: records carry their dataset index when a loss (CRD) or the teacher cache needs it, and
@@ -209,7 +249,12 @@ class Trainer:
         return train_pipeline(source, global_batch=cfg.train.batch_size, epochs=cfg.train.epochs, seed=int(cfg.seed),
                               process_index=jax.process_index(), process_count=jax.process_count(),
                               augment=cfg.data.augment, num_threads=int(cfg.data.num_threads),
-                              prefetch=int(cfg.data.prefetch), views=self.losses.views)
+                              prefetch=int(cfg.data.prefetch), views=self.losses.views,
+                              replay_cache=self._replay_cache())
+
+    def _replay_cache(self):
+        """The replay cache (K augmented views with their parameters, kdjax/data/replay_cache.py), or None."""
+        return self.cache if self.cache is not None and self.cache.views else None
 
     def _restore(self, ckpts, state, host_batches, total_steps):
         """(state, step) of the newest good checkpoint (the data iterator moved to its position), or (state, 0)."""
@@ -251,7 +296,7 @@ class Trainer:
 
     def _with_counters(self, metrics: dict, state, pipe) -> dict:
         """Logged scalars plus the run's health counters: dropped non-finite steps, skipped bad images."""
-        metrics = dict(metrics)
+        metrics = rename(metrics, self.metric_labels)
         bad = int(jax.device_get(state.nonfinite_steps))
         if bad:
             metrics["nonfinite_steps"] = bad
@@ -281,8 +326,9 @@ class Trainer:
                               batch_size=int(self.config.train.eval_batch_size))
 
     # ---- export ----------------------------------------------------------------------------------------------
-    def export(self, export_dir: str, state, frozen):
-        """Called on every process (FSDP-sharded params are gathered with a collective); process 0 writes."""
+    def export(self, export_dir: str, state, frozen, **spec_extra):
+        """Called on every process (FSDP-sharded params are gathered with a collective); process 0 writes.
+        `spec_extra` goes into the export's spec.json (e.g. best={step, top1})."""
         name = self.config.export_model
         if name in frozen:
             variables = self.parallel.fetch(frozen[name])
@@ -293,12 +339,7 @@ class Trainer:
             variables = self.parallel.fetch(variables)
         if jax.process_index() != 0:
             return
-        sub = self.submodels[name]
-        kwargs = {k: v for k, v in sub.kwargs.items() if k != "num_classes"}
-        spec = export_lib.make_spec(sub.arch, kwargs, self.num_classes, self.info.image_shape, self.mean, self.std,
-                                    self.info.label_names, model_name=name,
-                                    **export_fields(self.info, self.test_source))  # identity, eval preprocessing
-        export_lib.save_export(export_dir, variables, spec)
+        export_lib.save_export(export_dir, variables, submodel_spec(self, name, **spec_extra))
 
 
 def evaluate_split(parallel, eval_step, params, batch_stats, frozen, source, *, batch_size: int, limit: int = 0) -> dict:

@@ -5,7 +5,9 @@ import); tests/e2e/ runs the real training loop or CLI. Every e2e test is marked
 tests), so `python -m pytest -q -m "not slow" tests` is the quick loop; the README's command runs everything."""
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -13,6 +15,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+# Models trained first (init='train') go to a cache (kdjax/weights/model_cache.py): tests use a fresh one per session,
+# shared by the runs of the session (and their subprocesses), never the user's ~/.cache/kdjax
+TEST_CACHE = tempfile.mkdtemp(prefix="kdjax-test-cache-")
+os.environ["KDJAX_CACHE"] = TEST_CACHE
 # kdjax's XLA:CPU flags, as `python -m kdjax.main` applies them, before anything starts JAX: runs made in this
 # process then compute exactly what the CLI subprocesses compute (the flags change convolution rounding)
 import kdjax.runtime.xla_flags  # noqa: E402,F401
@@ -54,8 +60,24 @@ def shared_dir():
 
 
 def pytest_configure(config):
+    _rerun_in_install_venv(config)
     config.addinivalue_line("markers", "slow: runs the real training loop, a CLI or a long computation (deselect with "
                                        "-m 'not slow')")
+
+
+def _rerun_in_install_venv(config):
+    """After install.sh made .venv on a PEP 668 system: `python -m pytest` with a Python lacking kdjax's packages
+    re-runs itself there (kdjax/__init__.py), with pytest's output capture stopped first so the re-run prints."""
+    from kdjax import _reexec, _started_as, _venv_python
+
+    python = _venv_python() if _started_as() == "pytest" else None
+    if python:
+        config.pluginmanager.getplugin("capturemanager").stop_global_capturing()
+        _reexec(python)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

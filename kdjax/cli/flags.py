@@ -39,6 +39,7 @@ DEFINE_integer = _guarded(flags.DEFINE_integer)
 DEFINE_float = _guarded(flags.DEFINE_float)
 DEFINE_enum = _guarded(flags.DEFINE_enum)
 DEFINE_list = _guarded(flags.DEFINE_list)
+DEFINE_multi_string = _guarded(flags.DEFINE_multi_string)
 DEFINE_config_file = _guarded(config_flags.DEFINE_config_file)
 
 
@@ -112,6 +113,9 @@ def parse_flags(argv, prog: str):
         print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
         sys.exit(2)
 
+    from kdjax.cli.config_path import resolve_argv
+
+    argv = resolve_argv(argv)  # configs/<name>.py from the installed package when not here (pip install .)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
@@ -135,6 +139,14 @@ def help_text(prog: str, doc: str, flag_names) -> str:
         lines.append("  --config.FIELD=VALUE: override any field of the config, e.g. --config.optim.lr=0.05 "
                      "--config.losses.dkd.params.beta=2")
     return "\n".join(lines)
+
+
+def config_overrides(name: str = "config") -> dict:
+    """The `--config.FIELD=VALUE` overrides given on the command line, flattened ({"train.epochs": 2.0})."""
+    try:
+        return dict(flags.FLAGS[name].override_values)
+    except (KeyError, AttributeError):
+        return {}
 
 
 def load_config(holder):

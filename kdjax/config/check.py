@@ -76,12 +76,17 @@ def _is_number(value) -> bool:
 def check_config(config):
     """The config alone: fields, models, losses; nothing is opened."""
     check_fields(config)
+    _check_optimizers(config)
     if not config.get("models"):
         raise ConfigError("models", "no sub-models configured; add e.g. config.models.Student = model_entry('resnet8x4')")
     for name, m in config.models.items():
         if not m.get("arch"):
             raise ConfigError(f"models.{name}.arch", "missing")
         check_arch(m.arch, f"models.{name}.arch")  # a zoo name, or a user's 'file.py:Class' that resolves
+        if m.get("train_mode") and not m.get("frozen"):
+            raise ConfigError(f"models.{name}.train_mode", f"only means something for a frozen model (a trained one "
+                                                           f"always runs in training mode); set models.{name}.frozen="
+                                                           f"True or drop train_mode")
         if m.get("frozen") and not m.get("init"):
             raise ConfigError(f"models.{name}.init",
                               f"models.{name} is frozen but has no init: give a checkpoint (export dir, converted "
@@ -107,6 +112,15 @@ def check_config(config):
     check_teacher_cache(config)
     _check_losses(config)
     check_accumulation(config)
+
+
+def _check_optimizers(config):
+    """Rules between optimizer fields (DOT: optim.delta set, momentum ± delta >= 0, no Nesterov/clipping)."""
+    from kdjax.optim import check_optimizer
+
+    check_optimizer(config.optim, "optim")
+    if config.get("pretrain") and config.pretrain.get("optim"):
+        check_optimizer(config.pretrain.optim, "pretrain.optim")
 
 
 def loss_field(config, field: str) -> str:
@@ -271,6 +285,11 @@ def check_model_outputs(config, model, losses, sample, num_classes: int):
                                      f"model num_classes={num_classes} (or fix data.num_classes)")
     try:
         losses.shape_check(outputs)
+        if losses.reads_teachers:  # OFD: the teacher BatchNorms its margins come from
+            import jax
+
+            shapes = jax.eval_shape(model.init_variables, jax.random.PRNGKey(0), sample)
+            losses.check_teachers({n: shapes[n] for n in model.frozen}, outputs)
     except ConfigError as e:
         raise _renamed(config, e) from None
 
@@ -299,12 +318,17 @@ def check_teacher_cache(config) -> Optional[str]:
             return None  # pre-training the teacher itself: it must run
         raise ConfigError(f"models.{name}.frozen", f"teacher_cache holds logits of {name}, so {name} must be a "
                                                    f"frozen model; a trained model's outputs change every step")
+    if m.get("train_mode"):
+        raise ConfigError(f"models.{name}.train_mode", f"{name} runs in training mode (batch statistics), so its "
+                                                       f"logits depend on the batch and cannot be cached; drop one")
     if m.arch != manifest["arch"]:
         raise ConfigError(f"models.{name}.arch", f"{m.arch!r}, but the cache in {directory} was computed by "
                                                  f"{manifest['arch']!r}")
     from kdjax.data.augment import canonical_augment
 
     data = config.data
+    if manifest.get("format") == "kdjax-replay-cache":
+        return _check_replay_cache(config, manifest, directory, name)
     if canonical_augment(str(data.get("augment", "none"))) != "none":
         raise ConfigError("data.augment", f"{data.augment!r}: a teacher cache holds one view of each image, so "
                                           f"teacher_cache needs data.augment='none' (or drop teacher_cache)")
@@ -326,6 +350,30 @@ def check_teacher_cache(config) -> Optional[str]:
     if config.get("precision", "float32") != manifest.get("precision", "float32"):
         raise ConfigError("precision", f"{config.precision!r}, but the cache was computed in "
                                        f"{manifest.get('precision')!r}; rebuild it or match the precision")
+    return name
+
+
+def _check_replay_cache(config, manifest, directory, name: str) -> str:
+    """A replay cache (K augmented views, kdjax/data/replay_cache.py) stands in for the teacher under augmentation
+    and mixing that match its own; the training split and the resolved recipe are compared when the Trainer opens
+    it (ReplayCache.check_source)."""
+    from kdjax.data.replay_cache import check_config
+    from kdjax.data.teacher_cache import data_identity
+
+    for field in ("unlabeled_list", "unlabeled_split"):
+        if config.data.get(field):
+            raise ConfigError(f"data.{field}", "SSLD unlabeled images are not in the replay cache; drop one of them")
+    _check_cache_losses(config, name)
+    wanted, stored = data_identity(config.data), manifest["identity"]["data"]
+    if stored != wanted:
+        diff = sorted(k for k in wanted if wanted[k] != stored.get(k))
+        raise ConfigError(f"data.{diff[0]}" if diff else "teacher_cache",
+                          f"the replay cache in {directory} was computed on other data (differs in: "
+                          f"{', '.join(diff)}); rebuild it with python -m kdjax.tools.cache_teacher --views=K")
+    if config.get("precision", "float32") != manifest.get("precision", "float32"):
+        raise ConfigError("precision", f"{config.precision!r}, but the cache was computed in "
+                                       f"{manifest.get('precision')!r}; rebuild it or match the precision")
+    check_config(config, manifest, directory, name)
     return name
 
 

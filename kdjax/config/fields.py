@@ -113,28 +113,58 @@ POSITIVE = number(lo=0, lo_open=True)
 NON_NEGATIVE = number(lo=0)
 
 _OPTIM = {
-    "name": one_of("sgd", "adamw"),
+    "name": one_of("sgd", "adamw", "dot"),  # dot: kdjax/optim/dot.py (its own rules: kdjax.optim.check_optimizer)
+    "delta": NON_NEGATIVE,  # DOT's momentum split (task μ − δ, distillation μ + δ)
     "lr": POSITIVE, "momentum": number(0, 1, hi_open=True), "nesterov": boolean, "weight_decay": NON_NEGATIVE,
     "schedule": one_of("cosine", "step", "constant"), "warmup_epochs": NON_NEGATIVE, "milestones": milestones,
     "decay_rate": number(0, 1, lo_open=True), "grad_clip_norm": NON_NEGATIVE,
 }
+
+def strings(v):
+    ok = isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+    return None if ok else f"must be a list of strings, got {v!r}"
+
+
+def _string_pairs(v):
+    ok = isinstance(v, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 and
+                                              all(isinstance(x, str) for x in p) for p in v)
+    return None if ok else f"must be a list of (string, string) pairs, got {v!r}"
+
+
+def _metric_keys(v):
+    """{loss name: [(unit label, [PaddleClas key, ...]), ...]} (kdjax/config/metric_names.py reads it)."""
+    ok = isinstance(v, dict) and all(
+        isinstance(units, (list, tuple)) and all(isinstance(u, (list, tuple)) and len(u) == 2 and isinstance(u[0], str)
+                                                 and not strings(u[1]) for u in units) for units in v.values())
+    return None if ok else f"must map each loss name to (unit label, [metric key, ...]) pairs, got {v!r}"
+
+
+# The YAML route's record of a translation (kdjax/config/paddleclas/): written by it, read by describe and the logs.
+PADDLECLAS_RECORD: Dict[str, Check] = {
+    "paddleclas.yaml": text, "paddleclas.overrides": strings, "paddleclas.notes": strings,
+    "paddleclas.sources": _string_pairs, "paddleclas.metric_keys": _metric_keys,
+}
+OPAQUE = ("models", "losses", "paddleclas.metric_keys")  # checked whole (their keys are names, not fields)
 
 FIELDS: Dict[str, Check] = {
     "seed": number(0, 2 ** 32 - 1, integer=True),
     "export_model": nonempty_text,
     "precision": one_of("float32", "bfloat16"),
     "kernels": one_of("auto", "xla", "cpu_tuned"),  # kdjax/kernels/__init__.py NAMES
-    "teacher_cache": text,
+    "teacher_cache": text, "teacher_cache_approximate": boolean, "data.replayable": boolean,
+    "metric_names": one_of("kdjax", "paddleclas"),
     "data.name": text, "data.source": text,  # name "": the folder's name (IDX, lists), the only TFDS dataset
     "data.tfds_data_dir": optional_text, "data.data_dir": optional_text,
     "data.train_split": text, "data.test_split": text, "data.root": optional_text, "data.train_list": text,
     "data.test_list": text, "data.label_names_file": optional_text, "data.unlabeled_list": optional_text,
     "data.unlabeled_split": optional_text, "data.unlabeled_ratio": number(0, 1, lo_open=True, hi_open=True),
     "data.num_classes": NON_NEGATIVE_INT, "data.train_limit": NON_NEGATIVE_INT, "data.test_limit": NON_NEGATIVE_INT,
+    "data.holdout": NON_NEGATIVE_INT, "data.holdout_seed": number(0, 2 ** 32 - 1, integer=True),
+    "train.final_test": boolean,
     "data.mean": floats(allow_empty=True), "data.std": floats(lo=0, lo_open=True, allow_empty=True),
     "data.augment": text, "data.channels": int_one_of(0, 1, 3), "data.decode_once_mb": NON_NEGATIVE,
     "data.image_size": NON_NEGATIVE_INT, "data.eval_crop_ratio": number(0, 1, lo_open=True),
-    "data.crop_scale": crop_scale, "data.mixup_alpha": NON_NEGATIVE,
+    "data.crop_scale": crop_scale, "data.interpolation": one_of("bilinear", "bicubic"), "data.mixup_alpha": NON_NEGATIVE,
     "data.cutmix_alpha": NON_NEGATIVE, "data.skip_bad_images": boolean, "data.num_threads": POSITIVE_INT,
     "data.num_workers": NON_NEGATIVE_INT, "data.prefetch": POSITIVE_INT, "data.device_prefetch": NON_NEGATIVE_INT,
     "train.batch_size": POSITIVE_INT, "train.epochs": POSITIVE, "train.log_every_steps": POSITIVE_INT,
@@ -147,11 +177,13 @@ FIELDS: Dict[str, Check] = {
     **{f"pretrain.optim.{k}": v for k, v in _OPTIM.items()},
     "mesh.data": number(lo=-1, integer=True), "mesh.fsdp": POSITIVE_INT, "mesh.fsdp_min_size": NON_NEGATIVE_INT,
 }
+FIELDS.update(PADDLECLAS_RECORD)
 
 
 # every `models.<name>` entry (model_entry in kdjax/config/defaults.py); kwargs go to the model's constructor
 MODEL_FIELDS: Dict[str, Check] = {
     "arch": nonempty_text, "frozen": boolean, "init": text, "capture": names, "kwargs": mapping,
+    "train_mode": boolean,  # a frozen model run with batch statistics (OFD's teacher)
 }
 MODEL_KWARGS: Dict[str, Check] = {"num_classes": POSITIVE_INT}  # kwargs kdjax itself reads
 
@@ -211,7 +243,7 @@ def leaves(config, prefix: str = ""):
     items = config.items() if hasattr(config, "items") else []
     for key, value in items:
         path = f"{prefix}.{key}" if prefix else str(key)
-        if hasattr(value, "items") and value and path not in ("models", "losses") \
+        if hasattr(value, "items") and value and path not in OPAQUE \
                 and not prefix.startswith(("models", "losses")):
             yield from leaves(value, path)
         else:

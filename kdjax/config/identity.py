@@ -20,6 +20,10 @@ def identity(config, checked=None) -> dict:
     d = json.loads(config.to_json())
     out = {k: d.get(k) for k in IDENTITY_FIELDS}
     out["data"] = {k: d["data"].get(k) for k in IDENTITY_DATA}
+    if d["data"].get("interpolation", "bilinear") != "bilinear":  # only when set: runs recorded before it stay equal
+        out["data"]["interpolation"] = d["data"]["interpolation"]
+    if d["data"].get("replayable"):  # only when on, so workdirs written before the field existed still resume
+        out["data"]["replayable"] = True
     out["train"] = {k: d["train"].get(k) for k in IDENTITY_TRAIN}
     out["identity_version"] = IDENTITY_VERSION
     if checked is not None:

@@ -11,6 +11,8 @@
   decoded.py      batched threaded decoding, decode-once         labels.py    data.label_names_file, every route
   identity.py     what was read: name, route, fingerprints       stats.py     training-image mean/std, statistics
   preprocess.py   the eval preprocessing an export records and kdjax.infer applies
+  replay.py       replayable views: draws from (seed, view, index)  replay_pipeline.py  train_pipeline's replay mode
+  replay_cache.py K stored views + teacher logits per record (cache_teacher --views=K)
 
 Batch keys: "image" uint8 [N, H, W, C]; "label" int32 [N]; "label_mask" float32 [N] with SSLD (0 = unlabeled);
 "soft_label" float32 [N, num_classes] with mixup/cutmix; eval batches add "mask" float32 [N] (0 = padding).

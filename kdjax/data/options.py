@@ -23,6 +23,8 @@ class PipelineOptions:
     num_classes: int = 0               # for soft labels
     skip_bad_images: bool = False
     num_workers: int = 0               # grain worker processes (0: threads only)
+    interpolation: str = "bilinear"    # the resize filter of both crops (transforms.FILTERS)
+    replayable: bool = False           # draws per record from (seed, view=epoch, index): kdjax/data/replay.py
 
     @property
     def mixing(self) -> bool:
@@ -41,6 +43,8 @@ def options_from_config(data, num_classes: int, default_data: bool = False, imag
         num_classes=int(num_classes),
         skip_bad_images=bool(data.get("skip_bad_images", False)),
         num_workers=int(data.get("num_workers", 0) or 0),
+        interpolation=str(data.get("interpolation", "bilinear")),
+        replayable=bool(data.get("replayable", False)),
     )
     check_options(opts)
     return opts
@@ -63,6 +67,10 @@ def check_options(opts: PipelineOptions, image_shape: Optional[tuple] = None):
         raise ConfigError("data.num_classes", "mixup/cutmix soft labels need the number of classes")
     if opts.num_workers < 0:
         raise ConfigError("data.num_workers", f"{opts.num_workers} must be >= 0 (0: threads only)")
+    if opts.replayable and (image_shape is not None or opts.augment == "imagenet"):
+        from kdjax.data.replay import recipe_from  # refuses what cannot be replayed, naming data.augment
+
+        recipe_from(opts, image_shape)
     if image_shape is not None:
         variable = image_shape[0] is None or image_shape[1] is None
         if (variable or opts.augment == "imagenet") and opts.image_size == 0:

@@ -132,15 +132,25 @@ def _add_views(views, opts: PipelineOptions):
 def train_pipeline(source, *, global_batch: int, epochs: float, seed: int, process_index: int = 0,
                    process_count: int = 1, augment: Optional[str] = None, num_threads: int = 2,
                    prefetch: int = 4, options: Optional[PipelineOptions] = None,
-                   num_workers: Optional[int] = None, views=()) -> TrainPipeline:
+                   num_workers: Optional[int] = None, views=(), replay_cache=None) -> TrainPipeline:
     """Batches of `global_batch // process_count` local examples; epochs may be fractional.
 
     `options` defaults to `source.options` (set by `open_source` from config.data); `augment` and
     `num_workers`, when given, override it. `views` ("strong"): extra augmented copies of each batch's records,
     batch["image_<view>"], for the losses that read them (CombinedLoss.views); drawn from their own seeds, so
-    the weak view ("image") is the same batch with or without them.
+    the weak view ("image") is the same batch with or without them. With `options.replayable` or a `replay_cache`
+    (ReplayCache), views are drawn per record from (seed, view, index) or read from the cache (kdjax/data/replay.py).
     """
     opts = _resolve_options(source, options, augment=augment, num_workers=num_workers)
+    if opts.replayable or replay_cache is not None:
+        from kdjax.data.replay_pipeline import replay_pipeline
+
+        if views:
+            raise ConfigError("data.replayable", f"losses reading extra views ({', '.join(views)}) cannot be "
+                                                 f"replayed yet; drop data.replayable/the replay cache")
+        return replay_pipeline(source, opts, replay_cache, global_batch=global_batch, epochs=epochs, seed=seed,
+                                process_index=process_index, process_count=process_count, num_threads=num_threads,
+                                prefetch=prefetch)
     view_record_map, view_batch_map = _add_views(views, opts)
     n = len(source)
     if global_batch % process_count:
@@ -156,7 +166,7 @@ def train_pipeline(source, *, global_batch: int, epochs: float, seed: int, proce
         if view_record_map is not None:  # before the weak view's crop replaces the record's image
             ds = ds.random_map(view_record_map, seed=(seed + 6) % 2**32)
         ds = ds.random_map(TrainRecordTransform(opts.image_size, opts.augment == "imagenet", opts.eval_crop_ratio,
-                                                opts.crop_scale), seed=(seed + 2) % 2**32)
+                                                opts.crop_scale, opts.interpolation), seed=(seed + 2) % 2**32)
     ds = GatherBatches(ds, global_batch // process_count, _stack)
     if view_batch_map is not None:  # from the records before the weak view's batch augmentation
         ds = ds.random_map(view_batch_map, seed=(seed + 5) % 2**32)
@@ -227,7 +237,7 @@ def eval_batches(source, *, global_batch: int, process_index: int = 0, process_c
     opts = _resolve_options(source, options)
     n = len(source) if not limit else min(limit, len(source))
     local = global_batch // process_count
-    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio) \
+    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio, opts.interpolation) \
         if resizes_records(dataclasses.replace(opts, augment="none"), getattr(source, "image_shape", None)) else None
     build = _EvalBatch(source, n, global_batch, local, process_index, process_count, resize, opts.skip_bad_images)
     ds = grain.MapDataset.range(math.ceil(n / global_batch)).map(build)

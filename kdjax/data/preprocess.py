@@ -71,6 +71,11 @@ def record(info) -> dict:
     return out
 
 
+def _interpolation(source) -> str:
+    """The resize filter evaluation uses on `source` (data.interpolation; bilinear for sources without options)."""
+    return str(getattr(getattr(source, "options", None), "interpolation", "bilinear"))
+
+
 def export_fields(info, test_source) -> dict:
     """make_spec(**export_fields(...)): the dataset's name, identity and the whole eval preprocessing."""
     h, w, c = (int(v) for v in info.image_shape)
@@ -79,7 +84,8 @@ def export_fields(info, test_source) -> dict:
         "dataset": data.get("name", ""),
         "data": data,
         "preprocess": {"channels": c, "input_size": [h, w], "resize": RESIZE,
-                       "crop_ratio": eval_crop_ratio(test_source), "mean": list(info.mean or ()),
+                       "crop_ratio": eval_crop_ratio(test_source), "interpolation": _interpolation(test_source),
+                       "mean": list(info.mean or ()),
                        "std": list(info.std or ()), "normalization": info.normalization,
                        "pixel_stats": info.stats},
     }
@@ -105,7 +111,8 @@ def prepare_image(native: np.ndarray, pre: dict) -> np.ndarray:
     from kdjax.data.transforms import resize_center_crop
 
     image = to_channels(native, int(pre["channels"]))
-    return resize_center_crop(image, tuple(int(v) for v in pre["input_size"]), float(pre["crop_ratio"]))
+    return resize_center_crop(image, tuple(int(v) for v in pre["input_size"]), float(pre["crop_ratio"]),
+                              str(pre.get("interpolation", "bilinear")))
 
 
 def input_differences(natives, files, pre: dict, kinds: Optional[dict] = None) -> dict:

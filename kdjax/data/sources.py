@@ -17,6 +17,7 @@ import pkgutil
 import ml_collections
 
 import kdjax.data
+from kdjax.data.holdout import apply_holdout, base_split
 from kdjax.data.options import check_options, options_from_config
 from kdjax.data.registry import source_kinds
 from kdjax.data.ssld import SsldSource
@@ -67,7 +68,8 @@ class LimitedSource:
 
 
 def open_source(data, split: str, *, channels: int = 0, decode_once: bool = True):
-    """Return (source, DatasetInfo) for `split` ("train" or "test") following `config.data`.
+    """Return (source, DatasetInfo) for `split` ("train", "test", or "holdout": the validation examples that
+    `data.holdout` removes from "train", kdjax/data/holdout.py) following `config.data`.
 
     `config.data.<split>_limit` > 0 keeps only the first that many examples. With `data.unlabeled_list` (list
     files) or `data.unlabeled_split` (TFDS) the train split is an SSLD mixture whose records carry `label_mask`.
@@ -80,12 +82,14 @@ def open_source(data, split: str, *, channels: int = 0, decode_once: bool = True
     if channels and not int(data.get("channels", 0) or 0):
         data = _with(data, channels=int(channels))
     kind = _kind(data)
-    source, num_classes, label_names = kind.open(data, split)
-    limit = int(data.get(f"{split}_limit", 0) or 0)
+    read = base_split(split)  # "holdout": part of the training split (holdout.py)
+    source, num_classes, label_names = kind.open(data, read)
+    limit = int(data.get(f"{read}_limit", 0) or 0)
     if limit:
         source = LimitedSource(source, limit)
     if decode_once:
         _decode_once(source, data)
+    source = apply_holdout(data, split, source)
     if split == "train":
         source = _with_unlabeled(data, kind, source)
     num_classes = int(data.get("num_classes") or num_classes)
@@ -96,7 +100,7 @@ def open_source(data, split: str, *, channels: int = 0, decode_once: bool = True
     source.options = options
     image_shape = _image_shape(source, options)
     identity = dataset_identity(kind.name, source, num_classes, label_names, image_shape[-1])
-    identity[split] = split_identity(source, data.get(f"{split}_split", split))
+    identity[split] = split_identity(source, data.get(f"{read}_split", read))
     info = DatasetInfo(num_classes, label_names, image_shape, source.description, identity=identity,
                        reopen=reopen_fields(data, kind.name, _inner(source), split) if split == "test" else None)
     return source, info

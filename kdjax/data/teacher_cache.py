@@ -20,7 +20,8 @@ slicing, worker processes and checkpoint/resume, since all of them move whole re
 
 Only valid where teacher and student see the same deterministic view of each record: `check` refuses the cache
 with augmentations (data.augment other than 'none', mixup, cutmix), SSLD unlabeled data, and losses that read
-teacher outputs other than logits.
+teacher outputs other than logits. For augmented training, `cache_teacher --views=K` writes a replay cache instead
+(kdjax/data/replay_cache.py): K stored views per record with their parameters; `open_cache` opens either kind.
 """
 
 import hashlib
@@ -66,12 +67,26 @@ def read_manifest(directory: str, field: str = "teacher_cache") -> dict:
                                  f"`python -m kdjax.tools.cache_teacher --config=... --output={directory}`")
     with open(path) as f:
         manifest = json.load(f)
+    if manifest.get("format") == "kdjax-replay-cache":  # K augmented views per record: replay_cache.py
+        return manifest
     if manifest.get("format") != FORMAT or int(manifest.get("version", 0)) > VERSION:
         raise ConfigError(field, f"{path} is not a kdjax teacher cache of version <= {VERSION}")
     return manifest
 
 
+def open_cache(directory: str):
+    """A TeacherCache (one un-augmented view per record) or a ReplayCache (K replayed views), by its manifest."""
+    manifest = read_manifest(directory)
+    if manifest.get("format") == "kdjax-replay-cache":
+        from kdjax.data.replay_cache import ReplayCache
+
+        return ReplayCache(directory, manifest)
+    return TeacherCache(directory)
+
+
 class TeacherCache:
+    views = 0  # one un-augmented view per record (ReplayCache: K replayed views)
+
     def __init__(self, directory: str):
         self.directory = os.path.abspath(os.path.expanduser(directory))
         self.manifest = read_manifest(self.directory)

@@ -2,8 +2,9 @@
 
 ImageNet train: random-resized crop (torchvision/PaddleClas RandCropImage: area scale 0.08–1, aspect 3/4–4/3,
 ten tries, then a centre crop) to `image_size`. ImageNet eval: resize the shorter side to
-`image_size / eval_crop_ratio` (256 for 224) and take the centre crop. Both resize with PIL's bilinear filter,
-which antialiases when shrinking. Fixed-size sources at their native size skip this stage entirely and use the
+`image_size / eval_crop_ratio` (256 for 224) and take the centre crop. Both resize with PIL's bilinear filter
+(`data.interpolation='bicubic'`: its bicubic one, PaddleClas' `interpolation: bicubic` with `backend: pil`), which
+antialiases when shrinking. Fixed-size sources at their native size skip this stage entirely and use the
 faster batch-level augmentations in `augment.py`.
 """
 
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 _BILINEAR = Image.Resampling.BILINEAR
+FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}  # data.interpolation
 
 
 def _to_pil(image: np.ndarray) -> Image.Image:
@@ -50,12 +52,13 @@ def random_resized_crop_box(height: int, width: int, rng: np.random.Generator, s
     return left, top, left + w, top + h
 
 
-def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator, scale=(0.08, 1.0)) -> np.ndarray:
+def random_resized_crop(image: np.ndarray, size: int, rng: np.random.Generator, scale=(0.08, 1.0),
+                        interpolation: str = "bilinear") -> np.ndarray:
     box = random_resized_crop_box(image.shape[0], image.shape[1], rng, scale)
-    return _to_array(_to_pil(image).resize((size, size), _BILINEAR, box=box))
+    return _to_array(_to_pil(image).resize((size, size), FILTERS[interpolation], box=box))
 
 
-def resize_center_crop(image: np.ndarray, size, crop_ratio: float = 0.875) -> np.ndarray:
+def resize_center_crop(image: np.ndarray, size, crop_ratio: float = 0.875, interpolation: str = "bilinear") -> np.ndarray:
     """Resize the shorter side to round(size / crop_ratio), then cut the centred size × size window.
 
     `size` is an int or (height, width) (then the image is scaled so the window fits at that ratio). Images already
@@ -73,30 +76,32 @@ def resize_center_crop(image: np.ndarray, size, crop_ratio: float = 0.875) -> np
     # Crop in the resized frame, expressed as a box in the source frame, so PIL resizes only what is kept.
     top, left = (new_h - th) // 2, (new_w - tw) // 2
     box = (left / scale, top / scale, (left + tw) / scale, (top + th) / scale)
-    return _to_array(_to_pil(image).resize((tw, th), _BILINEAR, box=box))
+    return _to_array(_to_pil(image).resize((tw, th), FILTERS[interpolation], box=box))
 
 
 class TrainRecordTransform:
     """grain random map: one record → fixed `size` via random-resized crop (imagenet) or resize + centre crop."""
 
-    def __init__(self, size: int, random_crop: bool, crop_ratio: float = 0.875, scale=(0.08, 1.0)):
+    def __init__(self, size: int, random_crop: bool, crop_ratio: float = 0.875, scale=(0.08, 1.0),
+                 interpolation: str = "bilinear"):
         self.size, self.random_crop, self.crop_ratio, self.scale = size, random_crop, crop_ratio, tuple(scale)
+        self.interpolation = interpolation
 
     def __call__(self, record, rng: np.random.Generator):
         image = np.asarray(record["image"], np.uint8)
         if self.random_crop:
-            image = random_resized_crop(image, self.size, rng, self.scale)
+            image = random_resized_crop(image, self.size, rng, self.scale, self.interpolation)
         else:
-            image = resize_center_crop(image, self.size, self.crop_ratio)
+            image = resize_center_crop(image, self.size, self.crop_ratio, self.interpolation)
         return dict(record, image=image)
 
 
 class EvalRecordTransform:
     """Deterministic: resize + centre crop to `size` (images already size × size pass through)."""
 
-    def __init__(self, size: int, crop_ratio: float = 0.875):
-        self.size, self.crop_ratio = size, crop_ratio
+    def __init__(self, size: int, crop_ratio: float = 0.875, interpolation: str = "bilinear"):
+        self.size, self.crop_ratio, self.interpolation = size, crop_ratio, interpolation
 
     def __call__(self, record):
         return dict(record, image=resize_center_crop(np.asarray(record["image"], np.uint8), self.size,
-                                                     self.crop_ratio))
+                                                     self.crop_ratio, self.interpolation))

@@ -16,7 +16,8 @@ default somewhere, of `AUTO`.
 The choice reaches the layers through `use(...)`, a context that `DistillationModel.apply` enters around every
 sub-model call, so it is fixed when the step is traced; `current()` outside any such context resolves `auto` for
 the default backend. `KDJAX_FAST_BN` / `KDJAX_FAST_CONV` (0 or 1) override the BatchNorm / convolution part of
-whatever was chosen, for ablations (benchmarks/ablation.sh).
+whatever was chosen, for ablations (benchmarks/ablation.sh). KDJAX_CONV=onednn routes convolutions through the
+optional oneDNN FFI kernels (kdjax/kernels/onednn, kernels/conv.py::conv_choice) before this choice applies.
 """
 
 import contextlib

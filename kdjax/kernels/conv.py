@@ -16,6 +16,8 @@ Values and gradients match lax.conv_general_dilated to float32 rounding (tests/u
 `kdjax.kernels` chooses it (XLA:CPU by default).
 """
 
+import os
+import sys
 from functools import partial
 from typing import Tuple
 
@@ -26,6 +28,11 @@ from jax import lax
 from kdjax import kernels
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+# Which convolution the zoo's layers trace with (read when a model is traced, see `conv_choice`): "xla" (this
+# module's VJP over lax.conv_general_dilated, or lax's own, as `kdjax.kernels` chose) or "onednn"
+# (kdjax/kernels/onednn, FFI calls into oneDNN, XLA:CPU only).
+CONV_CHOICES = ("xla", "onednn")
+BACKEND = os.environ.get("KDJAX_CONV", "xla")
 
 
 def _xla_conv(x, w, strides, padding, groups):
@@ -120,6 +127,11 @@ def flax_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
     """Drop-in for `lax.conv_general_dilated` as Flax's `nn.Conv(conv_general_dilated=...)` calls it: 2-D NHWC/HWIO
     convolutions with explicit padding and no dilation go through `conv2d` where `kdjax.kernels` chose this VJP
     (XLA:CPU); anything else to lax unchanged."""
+    if conv_choice() == "onednn":
+        y = onednn_conv(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                        feature_group_count, precision, **kwargs)
+        if y is not None:
+            return y
     plain = (kernels.current().conv == "custom_vjp" and lhs.ndim == 4 and not kwargs and precision is None
              and not isinstance(padding, str)
              and all(d in (None, 1) for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
@@ -129,6 +141,42 @@ def flax_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
                                     rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
                                     feature_group_count=feature_group_count, precision=precision, **kwargs)
+
+
+_warned_choice = False
+
+
+def conv_choice(choice=None) -> str:
+    """The convolution implementation in effect: `choice` (a config value) if given, else `BACKEND` (KDJAX_CONV,
+    default "xla"). An unknown name is said once and means "xla"."""
+    global _warned_choice
+    name = BACKEND if choice is None else choice
+    if name in CONV_CHOICES:
+        return name
+    if not _warned_choice:
+        _warned_choice = True
+        print(f"kdjax: warning: unknown convolution choice {name!r} (KDJAX_CONV: one of {list(CONV_CHOICES)}); "
+              "using 'xla'", file=sys.stderr, flush=True)
+    return "xla"
+
+
+def onednn_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
+                feature_group_count=1, precision=None, **kwargs):
+    """The convolution through oneDNN (kdjax/kernels/onednn) when it can take it: a 2-D NHWC/HWIO convolution
+    without input dilation, on XLA:CPU, with the kernels built and a non-reference oneDNN implementation for this
+    shape and dtype. Otherwise None (the caller uses XLA's); when the kernels are missing or this CPU has no
+    usable ISA, the process says so once."""
+    if lhs.ndim != 4 or kwargs or precision is not None or any(d != 1 for d in lhs_dilation or ()) \
+            or not _is_nhwc(dimension_numbers, lhs.shape, rhs.shape):
+        return None
+    from kdjax.kernels import onednn
+
+    dilation = tuple(rhs_dilation or (1, 1))
+    if onednn.usable(lhs, rhs, window_strides, padding, feature_group_count, dilation):
+        return onednn.conv2d(lhs, rhs, window_strides, padding, feature_group_count, dilation)
+    if not onednn.available():
+        onednn.warn_unavailable_once()
+    return None
 
 
 def _is_nhwc(dimension_numbers, lhs_shape, rhs_shape) -> bool:

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 
 from kdjax.losses.entries import check_shapes, parse_entries, term_names
 from kdjax.losses.numerics import F32, f32
-from kdjax.losses.registry import Ctx
+from kdjax.errors import ConfigError
+from kdjax.losses.registry import Ctx, has_state
 
 
 class CombinedLoss:
@@ -62,7 +63,31 @@ class CombinedLoss:
     @property
     def stateful(self) -> bool:
         """Some loss keeps non-gradient state between steps (see `init_state` / `apply`)."""
-        return any(e.spec.state_init is not None for e in self.entries)
+        return any(has_state(e.spec) for e in self.entries)
+
+    @property
+    def task_term_names(self) -> Tuple[str, ...]:
+        """Terms of task losses (LossSpec.task, e.g. gt_ce); every other term is a distillation term (DOT)."""
+        return tuple(n for e, names in zip(self.entries, self._names) if e.spec.task for unit in names for n in unit)
+
+    @property
+    def reads_teachers(self) -> bool:
+        """Some loss computes its state from a frozen teacher's variables (`init_state(..., variables)`)."""
+        return any(e.spec.teacher_state is not None for e in self.entries)
+
+    def check_teachers(self, variables, outputs=None) -> None:
+        """ConfigError for a teacher a loss cannot read its state from (OFD: the BatchNorms its margins come from).
+
+        variables: {model: {"params": ..., "batch_stats": ...}} of arrays or jax.eval_shape structs; outputs (as for
+        shape_check), when given, lets the loss match them against the features it reads."""
+        for e, unit, _, _, _ in self._units():
+            if e.spec.teacher_check is not None:
+                if unit[1] not in variables:
+                    raise ConfigError(e.units_field, f"'{e.type}' reads the variables of {unit[1]!r}, which is not "
+                                      "a frozen model")
+                problem = e.spec.teacher_check(e, variables[unit[1]], (outputs or {}).get(unit[1]))
+                if problem:
+                    raise ConfigError(f"{e.field}.{problem[0]}", f"'{e.type}' on {'-'.join(unit)}: {problem[1]}")
 
     def _units(self):
         """(entry, unit, term names, param key, running unit index) for every term group."""
@@ -88,12 +113,20 @@ class CombinedLoss:
                 params[pkey] = e.spec.init(e, a, b, jax.random.fold_in(rng, k))
         return params
 
-    def init_state(self, rng, num_data: int) -> Dict[str, Any]:
-        """Non-gradient loss state (CRD memory banks of `num_data` rows, the training set size); {} if none."""
+    def init_state(self, rng, num_data: int, variables=None) -> Dict[str, Any]:
+        """Non-gradient loss state (CRD memory banks of `num_data` rows, the training set size; OFD margins from
+        `variables` = {frozen model: its variables}); {} if none."""
+        if self.reads_teachers:
+            if variables is None:
+                raise ValueError("this loss config computes state from frozen teachers (ofd): pass variables="
+                                 "{name: {'params': ..., 'batch_stats': ...}} of the frozen models")
+            self.check_teachers(variables)
         state = {}
-        for e, _, _, pkey, k in self._units():
+        for e, unit, _, pkey, k in self._units():
             if e.spec.state_init is not None:
                 state[pkey] = e.spec.state_init(e, int(num_data), jax.random.fold_in(rng, k))
+            elif e.spec.teacher_state is not None:
+                state[pkey] = e.spec.teacher_state(e, variables[unit[1]])
         return state
 
     def __call__(self, loss_params, outputs, labels, *, rng=None, epoch=None, label_mask=None,
@@ -132,7 +165,7 @@ class CombinedLoss:
             if e.spec.learnable and pkey not in loss_params:
                 raise KeyError(f"loss_params has no {pkey!r} (losses[{e.index}], {e.type}): pass what "
                                "CombinedLoss.init returned")
-            stateful = e.spec.state_init is not None
+            stateful = has_state(e.spec)
             if stateful and pkey not in loss_state:
                 raise KeyError(f"loss_state has no {pkey!r} (losses[{e.index}], {e.type}): pass what "
                                "CombinedLoss.init_state returned")
@@ -141,8 +174,10 @@ class CombinedLoss:
                       params=loss_params[pkey] if e.spec.learnable else None, soft_labels=soft_labels,
                       state=loss_state[pkey] if stateful else None, indices=indices)
             values = e.spec.compute(e, a, b, ctx)
-            if stateful:
+            if e.spec.state_init is not None:
                 values, new_state[pkey] = values
+            elif stateful:  # state read from the teacher once: carried unchanged
+                new_state[pkey] = ctx.state
             for name, value in zip(names, values):
                 value = f32(value) * F32(e.weight)
                 terms[name] = value

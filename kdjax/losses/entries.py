@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Mapping, Optional, Set, Tuple
 
 from kdjax.errors import ConfigError
-from kdjax.losses.registry import REQUIRED, LossSpec, is_number, loss_types
+from kdjax.losses.registry import REQUIRED, LossSpec, has_state, is_number, loss_types
 
 LOGITS = "logits"  # every model returns its logits, captured or not
 STRUCTURAL = ("type", "weight", "pairs", "models", "key", "s_key", "t_key", "s_keys", "t_keys", "params")
@@ -191,7 +191,7 @@ def term_names(entries) -> Tuple[Tuple[Tuple[str, ...], ...], Tuple[Tuple[Option
             seen.update(parts)
             e_names.append(parts)
             pkey = None
-            if e.spec.learnable or e.spec.state_init is not None:
+            if e.spec.learnable or has_state(e.spec):
                 pkey = f"{e.type}_{'_'.join(unit)}"
                 pkey = f"{pkey}_{e.index}" if pkey in seen_p else pkey
                 seen_p.add(pkey)

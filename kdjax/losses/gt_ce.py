@@ -110,5 +110,5 @@ def _separable(entry, batch) -> bool:
 register_loss(LossSpec(
     "gt_ce", "CE with ground-truth labels (DistillationGTCELoss)", "supervised cross-entropy", "models", "required",
     dict(epsilon=None, reduction="mean"), _compute,
-    checks=dict(epsilon=optional_unit_open, reduction=one_of("mean", "sum")),
+    checks=dict(epsilon=optional_unit_open, reduction=one_of("mean", "sum")), task=True,
     separable=_separable))

@@ -76,6 +76,19 @@ class LossSpec:
     # view, and the loss finds model outputs of view v under "<v>/<key>" (e.g. a["strong/logits"]); see
     # DistillationModel.apply_views and kdjax/data/strong_augment.py
     views: Tuple[str, ...] = ()
+    # a task loss (ground truth), not a distillation one: optim.name='dot' gives the two kinds separate momenta
+    task: bool = False
+    # non-gradient state computed once, at init, from the frozen teacher's variables ({"params", "batch_stats"};
+    # OFD's margins from its BatchNorms): (entry, teacher variables) -> state, read as ctx.state (compute returns
+    # values only). Needs frozen_teacher. `teacher_check(entry, variable shapes, teacher output shapes or None)`
+    # -> (field, message) or None refuses unusable teachers before any compute.
+    teacher_state: Optional[Callable] = None
+    teacher_check: Optional[Callable] = None
+
+
+def has_state(spec: LossSpec) -> bool:
+    """Whether the loss keeps non-gradient state in the train state (state_init or teacher_state)."""
+    return spec.state_init is not None or spec.teacher_state is not None
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,8 @@ def register_loss(spec: LossSpec) -> LossSpec:
     """Make `spec` available as config type `spec.name`."""
     if spec.name in _LOSS_TYPES:
         raise ValueError(f"loss type {spec.name!r} registered twice")
+    if spec.teacher_state is not None and not spec.frozen_teacher:
+        raise ValueError(f"loss type {spec.name!r}: teacher_state reads the teacher once, so it needs frozen_teacher")
     unknown = sorted(set(spec.checks) - set(spec.defaults))
     if unknown:
         raise ValueError(f"loss type {spec.name!r} checks parameters it does not have: {unknown}")

@@ -1,6 +1,7 @@
 """Small VGG-style CNNs for the offline default (Fashion-MNIST): fast enough to train on 2 CPU cores.
 
-Feature names follow the zoo convention: `stem`, `blocks[i]` (one per stage), `avg_pool`, `logits`.
+Feature names follow the zoo convention: `stem`, `blocks[i]` (one per stage), `avg_pool`, `logits`;
+`blocks_preact[i]` is blocks[i] before its final ReLU (the last BatchNorm's output: OFD, ReviewKD's teacher side).
 """
 
 from typing import Sequence
@@ -9,6 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from kdjax.models.features import record
+from kdjax.models.layers import Conv
 from kdjax.models.registry import register_model
 
 
@@ -16,12 +18,15 @@ class ConvBN(nn.Module):
     features: int
     kernel: int = 3
     stride: int = 1
+    relu: bool = True  # False: return the BatchNorm output (the ReLU is applied by the caller)
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.stride, padding="SAME", use_bias=False)(x)
+        # the zoo's Conv (its convolution hook): with "SAME" padding XLA's path is lax.conv_general_dilated unchanged,
+        # and the convolution choice (KDJAX_CONV=onednn) reaches the default models too
+        x = Conv(self.features, (self.kernel, self.kernel), strides=self.stride, padding="SAME", use_bias=False)(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
-        return nn.relu(x)
+        return nn.relu(x) if self.relu else x
 
 
 class ConvNet(nn.Module):
@@ -40,7 +45,10 @@ class ConvNet(nn.Module):
             if i > 0:
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
             for j in range(self.depth):
-                x = ConvBN(width, name=f"stage{i}_conv{j}")(x, train)
+                x = ConvBN(width, relu=False, name=f"stage{i}_conv{j}")(x, train)
+                if j == self.depth - 1:
+                    record(self, f"blocks_preact[{i}]", x)
+                x = nn.relu(x)
             record(self, f"blocks[{i}]", x)
         x = jnp.mean(x, axis=(1, 2))
         record(self, "avg_pool", x)

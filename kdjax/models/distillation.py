@@ -32,6 +32,7 @@ class SubModel:
     frozen: bool
     init: str
     capture: Tuple[str, ...]
+    train_mode: bool = False  # frozen, but run in training mode (BatchNorm batch statistics): mdistiller's OFD teacher
 
     @property
     def by_path(self) -> bool:
@@ -45,7 +46,8 @@ def build_submodels(models_cfg, num_classes: int) -> Dict[str, SubModel]:
         kwargs = with_num_classes(m.arch, dict(m.get("kwargs", {}) or {}), num_classes)
         module = get_model(m.arch, field=f"models.{name}.arch", **kwargs)
         subs[name] = SubModel(name=name, arch=m.arch, kwargs=kwargs, module=module, frozen=bool(m.get("frozen", False)),
-                              init=m.get("init") or "", capture=tuple(m.get("capture", ()) or ()))
+                              init=m.get("init") or "", capture=tuple(m.get("capture", ()) or ()),
+                              train_mode=bool(m.get("train_mode", False)))
     return subs
 
 
@@ -98,8 +100,8 @@ class DistillationModel:
         with using_kernels(self.kernels):
             for name in self.names:
                 r = model_key(rng, name)
-                if name in frozen_vars:
-                    out, _ = self._run(name, frozen_vars[name], images, False, r)
+                if name in frozen_vars:  # its batch statistics stay as loaded, also in train_mode
+                    out, _ = self._run(name, frozen_vars[name], images, train and self.submodels[name].train_mode, r)
                     outputs[name] = jax.tree.map(jax.lax.stop_gradient, out)
                 else:
                     variables = {"params": params[name]}

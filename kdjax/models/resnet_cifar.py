@@ -9,6 +9,7 @@ Recorded features (NHWC):
   stem           conv1-bn1-relu output (RepDistiller f0)
   blocks[i]      output of residual block i, flat over the three stages
   stages[0..2]   output of layer1..layer3 (RepDistiller f1..f3)
+  stages_preact[0..2]  the same before the last block's final ReLU (bn2 + shortcut; mdistiller preact_feats[1:])
   avg_pool       [N, C] pre-logits (f4)
   logits         [N, num_classes]
 """
@@ -26,6 +27,7 @@ class BasicBlock(nn.Module):
     features: int
     stride: int = 1
     projection: bool = False
+    preact: bool = False  # True: return (output, output before the final ReLU)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -33,7 +35,7 @@ class BasicBlock(nn.Module):
         y = batch_norm(train, "bn2")(conv(self.features, 3, name="conv2")(y))
         if self.projection:
             x = batch_norm(train, "downsample_1")(conv(self.features, 1, self.stride, name="downsample_0")(x))
-        return nn.relu(y + x)
+        return (nn.relu(y + x), y + x) if self.preact else nn.relu(y + x)
 
 
 class CifarResNet(nn.Module):
@@ -53,7 +55,11 @@ class CifarResNet(nn.Module):
             for i in range(n):
                 stride = 2 if i == 0 and stage > 0 else 1
                 projection = i == 0 and (stride != 1 or in_ch != width)
-                x = BasicBlock(width, stride, projection, name=f"layer{stage + 1}_{i}")(x, train)
+                last = i == n - 1
+                x = BasicBlock(width, stride, projection, last, name=f"layer{stage + 1}_{i}")(x, train)
+                if last:
+                    x, pre = x
+                    record(self, f"stages_preact[{stage}]", pre)
                 record(self, f"blocks[{idx}]", x)
                 in_ch, idx = width, idx + 1
             record(self, f"stages[{stage}]", x)

@@ -9,6 +9,8 @@ Recorded features (NHWC):
   stem           conv1 output (RepDistiller f0)
   blocks[i]      output of pre-activation block i, flat over the three stages
   stages[0..2]   output of block1..block3 (f1..f3, before the next BN)
+  stages_preact[0..2]  stages[i] through the BatchNorm that follows it (block2/layer_0/bn1, block3/layer_0/bn1, the
+                 final bn1), before that ReLU: mdistiller's preact_feats[1:]
   avg_pool       [N, C] after the final BN-ReLU and pooling (f4)
   logits         [N, num_classes]
 """
@@ -28,18 +30,20 @@ class WideBasic(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         equal_in_out = x.shape[-1] == self.features
-        act = nn.relu(batch_norm(train, "bn1")(x))
+        pre = batch_norm(train, "bn1")(x)
+        act = nn.relu(pre)
         y = conv(self.features, 3, self.stride, name="conv1")(act)
         y = nn.relu(batch_norm(train, "bn2")(y))
         if self.drop_rate > 0:
             y = nn.Dropout(self.drop_rate, deterministic=not train)(y)
         y = conv(self.features, 3, name="conv2")(y)
         short = x if equal_in_out else conv(self.features, 1, self.stride, padding=0, name="convShortcut")(act)
-        return short + y
+        return short + y, pre
 
 
 class NetworkBlock(nn.Module):
-    """One stage; returns every block's output so the top-level model can record them."""
+    """One stage; returns every block's output so the top-level model can record them, and the output of the first
+    block's bn1 (the previous stage's output normalised: that stage's pre-ReLU feature)."""
 
     n: int
     features: int
@@ -48,11 +52,12 @@ class NetworkBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        outs = []
+        outs, first_pre = [], None
         for i in range(self.n):
-            x = WideBasic(self.features, self.stride if i == 0 else 1, self.drop_rate, name=f"layer_{i}")(x, train)
+            x, pre = WideBasic(self.features, self.stride if i == 0 else 1, self.drop_rate, name=f"layer_{i}")(x, train)
             outs.append(x)
-        return outs
+            first_pre = pre if i == 0 else first_pre
+        return outs, first_pre
 
 
 class WideResNet(nn.Module):
@@ -70,11 +75,16 @@ class WideResNet(nn.Module):
         record(self, "stem", x)
         idx = 0
         for stage, (width, stride) in enumerate(((16 * k, 1), (32 * k, 2), (64 * k, 2))):
-            for out in NetworkBlock(n, width, stride, self.drop_rate, name=f"block{stage + 1}")(x, train):
+            outs, pre = NetworkBlock(n, width, stride, self.drop_rate, name=f"block{stage + 1}")(x, train)
+            if stage > 0:
+                record(self, f"stages_preact[{stage - 1}]", pre)
+            for out in outs:
                 record(self, f"blocks[{idx}]", out)
                 x, idx = out, idx + 1
             record(self, f"stages[{stage}]", x)
-        x = nn.relu(batch_norm(train, "bn1")(x))
+        pre = batch_norm(train, "bn1")(x)
+        record(self, "stages_preact[2]", pre)
+        x = nn.relu(pre)
         x = global_avg_pool(x)
         record(self, "avg_pool", x)
         x = nn.Dense(self.num_classes, name="fc")(x)

@@ -46,8 +46,10 @@ class RunLog:
     """Writes only on the process that owns logging (process 0 on multi-host runs)."""
 
     def __init__(self, directory: str, total_steps: int, start_step: int, global_batch: int, desc: str,
-                 enabled: bool = True):
+                 enabled: bool = True, postfix_keys=()):
+        """`postfix_keys`: metrics (loss terms) the progress line shows after images/s and the total loss."""
         self.enabled = enabled
+        self.postfix_keys = tuple(postfix_keys)
         self.global_batch = global_batch
         self._jsonl = None
         self._tb = None
@@ -84,7 +86,7 @@ class RunLog:
             now = time.perf_counter()
             if step > self._last_step:
                 record["images_per_sec"] = (step - self._last_step) * self.global_batch / (now - self._last_time)
-                self._bar.set_postfix({"img/s": f"{record['images_per_sec']:.0f}", "loss": f"{record['loss']:.4f}"})
+                self._bar.set_postfix(self._postfix(record))
             self._last_time, self._last_step = now, step
         try:
             self._jsonl.write(json.dumps(record) + "\n")
@@ -98,6 +100,11 @@ class RunLog:
             for k, v in record.items():
                 if k not in ("step", "kind", "time"):
                     self._tb.add_scalar(f"{kind}/{k}", v, step)
+
+    def _postfix(self, record: dict) -> dict:
+        shown = {"img/s": f"{record['images_per_sec']:.0f}", "loss": f"{record['loss']:.4f}"}
+        shown.update({k: f"{record[k]:.4f}" for k in self.postfix_keys if k in record})
+        return shown
 
     def message(self, text: str):
         if self.enabled:

@@ -1,5 +1,5 @@
-"""`python -m kdjax.export --format=stablehlo --export_dir=DIR [--out=FILE]`: the exported model as a serialized
-`jax.export` artifact.
+"""`python -m kdjax.export --format=stablehlo --export_dir=DIR [--out=FILE]` (the command is kdjax/export.py): the
+exported model as a serialized `jax.export` artifact.
 
 The artifact is StableHLO with the parameters baked in and the batch dimension symbolic; it takes uint8 NHWC
 images and returns logits (normalisation included), so `kdjax/serving/loader.py` — plain JAX + numpy, none of
@@ -11,11 +11,6 @@ import os
 
 import jax
 import jax.numpy as jnp
-from kdjax.cli import flags as cli_flags  # noqa: E402
-
-_EXPORT = cli_flags.DEFINE_string("export_dir", None, "kdjax export directory (WORKDIR/export).")
-_OUT = cli_flags.DEFINE_string("out", None, "Artifact path (default: EXPORT_DIR/model.jax_exported).")
-_FORMAT = cli_flags.DEFINE_enum("format", "stablehlo", ["stablehlo"], "Serving format.")
 
 
 def export_stablehlo(export_dir: str, out_path: str = None, platforms=("cpu",)) -> str:
@@ -43,26 +38,3 @@ def export_stablehlo(export_dir: str, out_path: str = None, platforms=("cpu",)) 
                    "num_classes": spec["num_classes"], "label_names": spec.get("label_names"),
                    "arch": spec["arch"], "platforms": list(platforms)}, f, indent=2)
     return out_path
-
-
-def main(argv):
-    del argv
-    from kdjax.errors import KdjaxError
-
-    if not _EXPORT.value:
-        raise KdjaxError("--export_dir is required")
-    path = export_stablehlo(_EXPORT.value, _OUT.value)
-    print(f"wrote {path} (+ .json); run it with: python kdjax/serving/loader.py {path} IMAGES...")
-
-
-FLAG_NAMES = ('export_dir', 'out', 'format')
-
-
-def cli():
-    from kdjax.cli.run import run_command
-
-    run_command(main, prog="kdjax.export", module="kdjax.export", doc=__doc__, flag_names=FLAG_NAMES)
-
-
-if __name__ == "__main__":
-    cli()

@@ -15,6 +15,10 @@ train_limit, resize and bad-image substitution) and run through the teacher in i
 precision, data-parallel over the local devices. --top_k=K > 0 stores only the K largest logits per image (plus
 their logsumexp): much smaller for 1000 classes, approximate (the rest of the probability mass is spread evenly).
 The file format is described in kdjax/data/teacher_cache.py. One process; it uses every local device.
+
+--views=K writes a replay cache instead: K augmented views per image (the config's data.augment, mixup and
+cutmix, drawn per record from (seed, view, index)), each view's parameters and the teacher's logits on exactly that
+view (kdjax/tools/replay_build.py, kdjax/data/replay_cache.py); training then replays view `epoch mod K`.
 """
 
 import kdjax.runtime.xla_flags  # noqa: F401  (kdjax's XLA flags, as kdjax.main: before JAX starts)
@@ -37,6 +41,9 @@ _TOP_K = cli_flags.DEFINE_integer("top_k", 0, "Store only the K largest logits p
 _WORKDIR = cli_flags.DEFINE_string("workdir", None, "For init='train': the run whose pretrain/<model>/export to use.")
 _BATCH = cli_flags.DEFINE_integer("batch_size", 0, "Images per teacher batch (0: config.train.eval_batch_size).")
 _OVERWRITE = cli_flags.DEFINE_bool("overwrite", False, "Replace an existing cache in --output.")
+_VIEWS = cli_flags.DEFINE_integer("views", 0, "K > 0: a replay cache of K augmented views per image with their "
+                                              "parameters (kdjax/data/replay_cache.py); 0: one un-augmented view.")
+_DTYPE = cli_flags.DEFINE_string("dtype", "float32", "--views: float32 (exact) or float16 logits.")
 
 
 def _pick_model(config, model):
@@ -54,17 +61,16 @@ def _pick_model(config, model):
     return frozen[0]
 
 
-def build_cache(config, output: str, *, model: str = None, top_k: int = 0, workdir: str = None,
-                batch_size: int = 0, overwrite: bool = False) -> dict:
-    """Write the cache of `model`'s logits on config's training split to `output`; returns the manifest."""
+def load_teacher(config, output: str, *, model: str = None, workdir: str = None, batch_size: int = 0,
+                 overwrite: bool = False):
+    """The frozen teacher ready to run: a namespace with name, sub, init, checked (config.check's result), run
+    (jitted: variables, uint8 images → float32 logits), variables, par, batch (rows per call), num_classes."""
+    import types
+
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from kdjax.data import teacher_cache as tc
-    from kdjax.data.badimages import SubstituteBadImages
-    from kdjax.data.options import resizes_records
-    from kdjax.data.transforms import EvalRecordTransform
     from kdjax.config.check import check
     from kdjax.models.distillation import build_submodels, normalize
     from kdjax.data.preprocess import run_normalization
@@ -88,8 +94,6 @@ def build_cache(config, output: str, *, model: str = None, top_k: int = 0, workd
         init = os.path.join(os.path.abspath(workdir), "pretrain", name, "export")
         with config.unlocked():
             m.init = init
-    if top_k < 0:
-        raise ConfigError("", f"--top_k: must be >= 0, got {top_k}")
 
     checked = check(config, splits=("train",))
     source, info, num_classes = checked.train, checked.info, checked.num_classes
@@ -119,11 +123,41 @@ def build_cache(config, output: str, *, model: str = None, top_k: int = 0, workd
         return sub.module.apply(v, normalize(images, mean, std, dtype), train=False).astype(jnp.float32)
 
     run = jax.jit(teacher, in_shardings=(shardings, par.batch_sharding()), out_shardings=par.batch_sharding())
+    return types.SimpleNamespace(name=name, sub=sub, init=init, checked=checked, run=run, variables=variables,
+                                 par=par, batch=batch, num_classes=num_classes)
 
+
+def run_teacher(t, images):
+    """Logits (numpy float32) of uint8 `images`, padded to the teacher's batch."""
+    import numpy as np
+
+    rows = len(images)
+    if rows < t.batch:
+        images = np.concatenate([images, np.zeros((t.batch - rows,) + images.shape[1:], np.uint8)])
+    return np.asarray(t.run(t.variables, t.par.put_batch({"image": images})["image"]))[:rows]
+
+
+def build_cache(config, output: str, *, model: str = None, top_k: int = 0, workdir: str = None,
+                batch_size: int = 0, overwrite: bool = False) -> dict:
+    """Write the cache of `model`'s logits on config's training split to `output`; returns the manifest."""
+    import numpy as np
+
+    from kdjax.data import teacher_cache as tc
+    from kdjax.data.badimages import SubstituteBadImages
+    from kdjax.data.options import resizes_records
+    from kdjax.data.transforms import EvalRecordTransform
+    from kdjax.errors import ConfigError
+
+    if top_k < 0:
+        raise ConfigError("", f"--top_k: must be >= 0, got {top_k}")
+    t = load_teacher(config, output, model=model, workdir=workdir, batch_size=batch_size, overwrite=overwrite)
+    output = os.path.abspath(os.path.expanduser(output))
+    name, sub, init, num_classes, batch = t.name, t.sub, t.init, t.num_classes, t.batch
+    source = t.checked.train
     n = len(source)
     opts = source.options
     records = SubstituteBadImages(source) if opts.skip_bad_images else source
-    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio) \
+    resize = EvalRecordTransform(opts.image_size, opts.eval_crop_ratio, opts.interpolation) \
         if resizes_records(dataclasses.replace(opts, augment="none"), source.image_shape) else None
 
     def read(i):  # the record as the training pipeline sees it with data.augment='none'
@@ -149,10 +183,7 @@ def build_cache(config, output: str, *, model: str = None, top_k: int = 0, workd
         for start in range(0, n, batch):
             items = list(pool.map(read, range(start, min(start + batch, n))))
             rows = len(items)
-            images = np.stack([im for im, _ in items])
-            if rows < batch:
-                images = np.concatenate([images, np.zeros((batch - rows,) + images.shape[1:], np.uint8)])
-            out = np.asarray(run(variables, par.put_batch({"image": images})["image"]))[:rows]
+            out = run_teacher(t, np.stack([im for im, _ in items]))
             labels[start:start + rows] = [lab for _, lab in items]
             if top_k:
                 top = np.argsort(-out, axis=-1, kind="stable")[:, :k]
@@ -195,6 +226,19 @@ def main(argv):
         raise ConfigError("", "no --config given; e.g. --config=configs/kd.py")
     if not _OUTPUT.value:
         raise ConfigError("", "no --output directory given")
+    if _VIEWS.value:
+        from kdjax.tools.replay_build import build_replay_cache
+
+        m = build_replay_cache(_CONFIG.value, _OUTPUT.value, views=_VIEWS.value, model=_MODEL.value,
+                               top_k=_TOP_K.value, dtype=_DTYPE.value, workdir=_WORKDIR.value,
+                               batch_size=_BATCH.value, overwrite=_OVERWRITE.value)
+        out = os.path.abspath(_OUTPUT.value)
+        print(f"Cached {m['model']} ({m['arch']}) on {m['views']} replayable views of {m['count']} training images "
+              f"in {m['seconds']:.1f}s → {out}\n  train with: --config.teacher_cache={out} (same seed, augment "
+              f"and mixing; epoch e replays view e mod {m['views']})", flush=True)
+        return
+    if _DTYPE.value != "float32":
+        raise ConfigError("", "--dtype: only with --views (a replay cache)")
     manifest = build_cache(_CONFIG.value, _OUTPUT.value, model=_MODEL.value, top_k=_TOP_K.value,
                            workdir=_WORKDIR.value, batch_size=_BATCH.value, overwrite=_OVERWRITE.value)
     what = f"top-{manifest['top_k']} logits" if manifest["top_k"] else "logits"
@@ -204,7 +248,7 @@ def main(argv):
           flush=True)
 
 
-FLAG_NAMES = ('config', 'output', 'model', 'top_k', 'workdir', 'batch_size', 'overwrite')
+FLAG_NAMES = ('config', 'output', 'model', 'top_k', 'workdir', 'batch_size', 'overwrite', 'views', 'dtype')
 
 
 def cli():

@@ -1,9 +1,18 @@
 """`python -m kdjax.sweep --config=configs/sweep_fashion_mnist.py --workdir=DIR`: the accuracy benchmark.
 
-Trains one teacher once, then the same student under each method for N seeds with identical budgets, and
-writes DIR/results.md (mean ± std top-1 per method, the teacher's, gain over the baseline, wall time) and
-DIR/results.png (bars with error bars, learning curves). Finished runs are kept: running the same command again
-resumes a half-finished sweep (each run also resumes from its own checkpoints).
+The protocol (docs/results/README.md states it for readers):
+  1. the teacher(s) are trained once on the training split minus the held-out validation examples
+     (`base.data.holdout`, kdjax/data/holdout.py; fixed, recorded);
+  2. tuning: every method (the baseline too, over its lr/weight decay) runs each trial of its grid (`grids.<method>`,
+     the same number of trials for all: kdjax/tools/sweep_grid.py) with one seed (`tune_seed`) and is judged on the
+     validation split only; these runs never evaluate on the test split (`train.final_test=False`);
+  3. final runs: the chosen settings with every seed in `seeds`; seed s gives the baseline and every method the same
+     student initialisation and data order; each run reports the test top-1 of its last epoch and of its best
+     epoch (chosen on validation);
+  4. report: mean ± std, paired gains over the baseline with standard error, 95% CI, effect size, paired t-test
+     and Holm-adjusted p (kdjax/tools/sweep_stats.py), the grids with every trial (kdjax/tools/sweep_report.py).
+Finished runs are kept: running the same command again resumes a half-finished sweep (each run also resumes from its
+own checkpoints).
 """
 
 import kdjax.runtime.xla_flags  # noqa: F401  (kdjax's XLA flags, as kdjax.main: before JAX starts)
@@ -15,17 +24,19 @@ import os
 import time
 
 import ml_collections
-import numpy as np
 from kdjax.cli import flags as cli_flags  # noqa: E402
 
 from kdjax.config.defaults import loss_entry
+from kdjax.tools import sweep_grid, sweep_report
 
 _CONFIG = cli_flags.DEFINE_config_file("config", None, "Sweep config, e.g. configs/sweep_fashion_mnist.py.")
 _WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for the teacher, every run and the results.")
 
 
 def load_method_config(directory: str, method: str):
-    path = os.path.join(directory, f"{method}.py")
+    from kdjax.cli.config_path import resolve
+
+    path = resolve(os.path.join(directory, f"{method}.py"))  # configs/ of the installed package when not here
     if not os.path.isfile(path):
         from kdjax.errors import ConfigError
 
@@ -63,6 +74,14 @@ def teacher_config(sweep, name: str = ""):
     return c
 
 
+def run_config(sweep, method: str, seed: int, teacher_export, settings=None, final_test: bool = True):
+    """method_config with a trial's `settings` applied; `final_test=False` (tuning trials): validation only."""
+    c = sweep_grid.apply(method_config(sweep, method, seed, teacher_export), dict(settings or {}), method)
+    with c.unlocked():
+        c.train.final_test = bool(final_test)
+    return c
+
+
 def method_config(sweep, method: str, seed: int, teacher_export):
     """The method's own losses and captures (configs/<method>.py) on the sweep's models, data and budget.
 
@@ -89,7 +108,18 @@ def method_config(sweep, method: str, seed: int, teacher_export):
             c.models[name] = entry
         c.losses = copy.deepcopy(mc.losses)
         c.export_model = mc.export_model
+        _method_optimizer(c, mc)
     return c
+
+
+def _method_optimizer(c, mc):
+    """A method that is an optimizer choice (DOT: optim.name='dot') keeps its optimizer and the fields that choice
+    sets (delta, momentum, nesterov); learning rate, schedule, weight decay and budget stay the sweep's."""
+    name = mc.get("optim", {}).get("name", c.optim.name)
+    if name != c.optim.name:
+        for field in ("name", "delta", "momentum", "nesterov"):
+            if field in mc.optim:
+                c.optim[field] = mc.optim[field]
 
 
 def _read(path):
@@ -112,15 +142,49 @@ def teachers_needed(sweep, method: str):
 def run_sweep(sweep, workdir: str) -> dict:
     from kdjax.config.check import check
 
-    # every method's config is checked before the first run, not hours later when its turn comes
+    _check_protocol(sweep)
+    # every method's config and every trial is checked before the first run, not hours later when its turn comes
     placeholder = {name: "/trained/by/the/sweep" for name in ("",) + tuple(_extra_teachers(sweep))}
     for method in sweep.methods:
-        check(method_config(sweep, method, seeds_of(sweep, method)[0], placeholder), splits=(), inits=False)
+        for settings in sweep_grid.trials(sweep, method):
+            check(run_config(sweep, method, seeds_of(sweep, method)[0], placeholder, settings), splits=(),
+                  inits=False)
     workdir = os.path.abspath(workdir)
     from kdjax.runtime.lock import WorkdirLock
 
     with WorkdirLock(workdir):  # one sweep per workdir (each of its runs also locks its own folder)
         return _sweep_locked(sweep, workdir)
+
+
+def _check_protocol(sweep):
+    from kdjax.errors import ConfigError
+
+    if not int(sweep.base.data.get("holdout", 0) or 0):
+        raise ConfigError("base.data.holdout", "is 0: the sweep chooses hyper-parameters and best epochs on a "
+                                               "validation split held out of the training data; set it (e.g. 10000)")
+    if "baseline" not in sweep.methods:
+        raise ConfigError("methods", "must include 'baseline': gains are paired differences against it")
+    sweep_grid.check_budgets(sweep)
+    if int(sweep.tune_seed) in set(int(s) for m in sweep.methods for s in seeds_of(sweep, m)):
+        raise ConfigError("tune_seed", f"{sweep.tune_seed} is also a final seed; tuning on a seed that is then "
+                                       f"reported favours the chosen settings on it: use another")
+
+
+def grid_trials(sweep, method: str):
+    """The method's trials ({path: value} each), in grid order (kdjax/tools/sweep_grid.py)."""
+    return sweep_grid.trials(sweep, method)
+
+
+def trial_dir(workdir: str, method: str, k: int) -> str:
+    return os.path.join(workdir, "tune", method, f"trial{k}")
+
+
+def run_dir(workdir: str, method: str, seed: int) -> str:
+    return os.path.join(workdir, "runs", method, f"seed{seed}")
+
+
+def _done(directory: str) -> bool:
+    return os.path.isfile(os.path.join(directory, "summary.json"))
 
 
 def _sweep_locked(sweep, workdir: str) -> dict:
@@ -129,33 +193,58 @@ def _sweep_locked(sweep, workdir: str) -> dict:
     names = sorted({""}.union(*(teachers_needed(sweep, m) for m in sweep.methods)))
     for name in names:
         directory = teacher_dir(workdir, name)
-        if not os.path.isfile(os.path.join(directory, "summary.json")):
+        if not _done(directory):
             print(f"sweep: training the {'teacher' if not name else 'extra teacher ' + name} "
                   f"({teacher_entry(sweep, name).arch}, {sweep.teacher_epochs} epochs)", flush=True)
             if train.run(teacher_config(sweep, name), directory).get("preempted"):
                 return _stopped()
-    teacher_export = {name: os.path.join(teacher_dir(workdir, name), "export") for name in names}
-    runs = [(m, s) for m in sweep.methods for s in seeds_of(sweep, m)]
-    started = time.time()
-    done_now = 0
-    for i, (method, seed) in enumerate(runs):
-        run_dir = os.path.join(workdir, "runs", method, f"seed{seed}")
-        if os.path.isfile(os.path.join(run_dir, "summary.json")):
-            continue
-        if done_now:
-            eta = (time.time() - started) / done_now * sum(
-                not os.path.isfile(os.path.join(workdir, "runs", m, f"seed{s}", "summary.json")) for m, s in runs)
-            print(f"sweep: about {eta / 60:.0f} min left", flush=True)
-        print(f"sweep: run {i + 1}/{len(runs)}: {method}, seed {seed}", flush=True)
-        if train.run(method_config(sweep, method, seed, teacher_export), run_dir).get("preempted"):
-            return _stopped()
-        done_now += 1
+    exports = {name: os.path.join(teacher_dir(workdir, name), "export") for name in names}
+    progress = _Progress(sweep, workdir)
+    for method in sweep.methods:  # 1. tuning: one seed per trial, validation only
+        for k, settings in enumerate(sweep_grid.trials(sweep, method)):
+            directory = trial_dir(workdir, method, k)
+            if _done(directory):
+                continue
+            progress.say(f"tuning {method}, trial {k} ({sweep_grid.describe(settings)})")
+            config = run_config(sweep, method, int(sweep.tune_seed), exports, settings, final_test=False)
+            if train.run(config, directory).get("preempted"):
+                return _stopped()
+            progress.ran()
+    for method in sweep.methods:  # 2. final runs: the chosen settings, every seed, the test split once per run
+        settings = chosen(sweep, workdir, method)[1]
+        for seed in seeds_of(sweep, method):
+            directory = run_dir(workdir, method, seed)
+            if _done(directory):
+                continue
+            progress.say(f"{method}, seed {seed} ({sweep_grid.describe(settings)})")
+            if train.run(run_config(sweep, method, seed, exports, settings), directory).get("preempted"):
+                return _stopped()
+            progress.ran()
     results = collect(sweep, workdir)
     from kdjax.runtime.preemption import writing
 
     with writing():  # a SIGTERM waits until the report is complete
-        write_report(sweep, results, workdir)
+        sweep_report.write_report(results, workdir)
     return results
+
+
+class _Progress:
+    """'run i/N' lines with the time left, estimated from the runs this invocation has finished."""
+
+    def __init__(self, sweep, workdir):
+        self.todo = [trial_dir(workdir, m, k) for m in sweep.methods for k in range(len(sweep_grid.trials(sweep, m)))]
+        self.todo += [run_dir(workdir, m, s) for m in sweep.methods for s in seeds_of(sweep, m)]
+        self.started, self.finished = time.time(), 0
+
+    def say(self, what: str):
+        left = sum(not _done(d) for d in self.todo)
+        eta = ""
+        if self.finished:
+            eta = f", about {(time.time() - self.started) / self.finished * left / 60:.0f} min left"
+        print(f"sweep: run {len(self.todo) - left + 1}/{len(self.todo)}: {what}{eta}", flush=True)
+
+    def ran(self):
+        self.finished += 1
 
 
 def _stopped() -> dict:
@@ -168,30 +257,75 @@ def seeds_of(sweep, method: str):
     return tuple(sweep.get("seeds_for", {}).get(method, sweep.seeds))
 
 
+def _val_key(sweep, method: str) -> str:
+    return f"val/{method_config(sweep, method, 0, '').export_model}/top1"
+
+
+def trial_scores(sweep, workdir: str, method: str):
+    """Each trial's last-epoch validation top-1 (the tuning criterion)."""
+    key = _val_key(sweep, method)
+    return [_read(os.path.join(trial_dir(workdir, method, k), "summary.json"))["eval"][key]
+            for k in range(len(sweep_grid.trials(sweep, method)))]
+
+
+def chosen(sweep, workdir: str, method: str):
+    """(index, settings) of the method's best trial on validation."""
+    k = sweep_grid.choose(trial_scores(sweep, workdir, method))
+    return k, sweep_grid.trials(sweep, method)[k]
+
+
 def collect(sweep, workdir: str) -> dict:
+    """Everything the report needs, read back from the runs' summaries and logs."""
     teacher = _read(os.path.join(workdir, "teacher", "summary.json"))["eval"]
-    out = {"teacher": {"arch": sweep.teacher.arch, "top1": teacher["Teacher/top1"]}, "methods": {},
-           "extra_teachers": {}}
+    out = {"protocol": protocol(sweep), "teacher": {"arch": sweep.teacher.arch, "top1": teacher["Teacher/top1"],
+                                                    "val_top1": teacher.get("val/Teacher/top1")},
+           "methods": {}, "extra_teachers": {}}
     for name in sorted(_extra_teachers(sweep)):
         summary = os.path.join(teacher_dir(workdir, name), "summary.json")
         if os.path.isfile(summary):
             out["extra_teachers"][name] = {"arch": teacher_entry(sweep, name).arch,
                                            "top1": _read(summary)["eval"]["Teacher/top1"]}
     for method in sweep.methods:
-        accs, secs, curves = [], [], []
-        for seed in seeds_of(sweep, method):
-            run_dir = os.path.join(workdir, "runs", method, f"seed{seed}")
-            summary = _read(os.path.join(run_dir, "summary.json"))
-            accs.append(summary["eval"]["Student/top1"])
-            secs.append(_read(os.path.join(run_dir, "result.json"))["seconds"])
-            with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-                evals = [json.loads(line) for line in f if '"eval"' in line]
-            curves.append([(r["step"], r["Student/top1"]) for r in evals])
-        cfg = method_config(sweep, method, seeds_of(sweep, method)[0], "")
+        cfg = method_config(sweep, method, 0, "")
+        name = cfg.export_model
+        k, settings = chosen(sweep, workdir, method)
+        scores = trial_scores(sweep, workdir, method)
         losses = "; ".join(_describe(e) for e in cfg.losses.values())
-        out["methods"][method] = {"top1": accs, "seconds": secs, "curves": curves, "losses": losses,
-                                  "seeds": list(seeds_of(sweep, method))}
+        if cfg.optim.name != sweep.base.optim.name:  # an optimizer method (DOT)
+            losses += f"; optim {cfg.optim.name}(delta={cfg.optim.get('delta')})"
+        r = {"losses": losses, "seeds": list(seeds_of(sweep, method)),
+             "trials": [{"settings": t, "val_top1": v,
+                         "seconds": _read(os.path.join(trial_dir(workdir, method, i), "result.json"))["seconds"]}
+                        for i, (t, v) in enumerate(zip(sweep_grid.trials(sweep, method), scores))],
+             "chosen": k, "settings": settings,
+             "last": [], "best": [], "best_step": [], "val_last": [], "val_best": [], "seconds": [], "curves": []}
+        for seed in r["seeds"]:
+            directory = run_dir(workdir, method, seed)
+            e = _read(os.path.join(directory, "summary.json"))["eval"]
+            r["last"].append(e[f"{name}/top1"])
+            r["best"].append(e[f"best/{name}/top1"])
+            r["best_step"].append(e["best_step"])
+            r["val_last"].append(e[f"val/{name}/top1"])
+            r["val_best"].append(e[f"best/val/{name}/top1"])
+            r["seconds"].append(_read(os.path.join(directory, "result.json"))["seconds"])
+            with open(os.path.join(directory, "metrics.jsonl")) as f:
+                evals = [json.loads(line) for line in f if '"eval"' in line]
+            r["curves"].append([(ev["step"], ev[f"val/{name}/top1"]) for ev in evals])
+        out["methods"][method] = r
     return out
+
+
+def protocol(sweep) -> dict:
+    """The recipe every run shares, recorded with the results."""
+    b = sweep.base
+    return {"data": _data_name(b.data), "train_limit": int(b.data.train_limit), "holdout": int(b.data.holdout),
+            "holdout_seed": int(b.data.holdout_seed), "test_limit": int(b.data.test_limit),
+            "epochs": float(b.train.epochs), "batch_size": int(b.train.batch_size),
+            "eval_every_epochs": float(b.train.eval_every_epochs),
+            "optim": {k: (list(v) if isinstance(v, tuple) else v) for k, v in b.optim.items()},
+            "augment": b.data.augment, "teacher": sweep.teacher.arch, "teacher_epochs": float(sweep.teacher_epochs),
+            "student": sweep.student.arch, "seeds": [int(s) for s in sweep.seeds], "tune_seed": int(sweep.tune_seed),
+            "label": sweep.get("label", "")}
 
 
 def _describe(entry) -> str:
@@ -203,76 +337,6 @@ def _data_name(data) -> str:
     """data.name, or (unset) the named folder's name, or the default data's."""
     named = next((data.get(f) for f in ("data_dir", "root", "tfds_data_dir") if data.get(f)), "")
     return data.get("name") or (os.path.basename(os.path.normpath(named)) if named else "fashion_mnist")
-
-
-def write_report(sweep, results: dict, workdir: str):
-    base = np.asarray(results["methods"]["baseline"]["top1"]) if "baseline" in results["methods"] else None
-    lines = ["# Distillation benchmark", "",
-             f"Teacher `{sweep.teacher.arch}`: top-1 {100 * results['teacher']['top1']:.2f}%. "
-             f"Student `{sweep.student.arch}` under each method, {len(sweep.seeds)} seeds "
-             f"({', '.join(map(str, sweep.seeds))}), {sweep.base.train.epochs:g} epochs, batch "
-             f"{sweep.base.train.batch_size}, data `{_data_name(sweep.base.data)}`."
-             + "".join(f" Extra teacher {name} (`{t['arch']}`, frozen model {name} of the methods that name it): "
-                       f"top-1 {100 * t['top1']:.2f}%." for name, t in results.get("extra_teachers", {}).items()),
-             "",
-             "| method | top-1 mean ± std (%) | gain over baseline (pp) | gain / std | seeds | wall time per run (s) | "
-             "losses |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for method, r in results["methods"].items():
-        acc = 100 * np.asarray(r["top1"])
-        std = acc.std(ddof=1) if len(acc) > 1 else 0.0
-        if base is None or method == "baseline":
-            gain, ratio = "–", "–"
-        else:
-            g = acc.mean() - 100 * base.mean()
-            base_std = (100 * base).std(ddof=1) if len(base) > 1 else 0.0
-            pooled = np.sqrt((std ** 2 + base_std ** 2) / 2) if len(acc) > 1 else base_std
-            gain, ratio = f"{g:+.2f}", (f"{g / pooled:+.1f}" if pooled > 0 else "–")
-        std_text = f"{std:.2f}" if len(acc) > 1 else "–"
-        lines.append(f"| {method} | {acc.mean():.2f} ± {std_text} | {gain} | {ratio} | {len(acc)} | "
-                     f"{np.mean(r['seconds']):.0f} | {r['losses']} |")
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    _plot(results, os.path.join(workdir, "results.png"))
-
-
-def _plot(results: dict, path: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = list(results["methods"])
-    means = [100 * np.mean(results["methods"][m]["top1"]) for m in methods]
-    stds = [100 * np.std(results["methods"][m]["top1"], ddof=1) if len(results["methods"][m]["top1"]) > 1 else 0
-            for m in methods]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    ax1.bar(methods, means, yerr=stds, capsize=4, color=["#999999"] + ["#4477aa"] * (len(methods) - 1))
-    ax1.axhline(100 * results["teacher"]["top1"], color="#cc6677", ls="--", label="teacher")
-    if "baseline" in results["methods"]:
-        ax1.axhline(means[0], color="#999999", ls=":", label="baseline student")
-    lo = min(m - s for m, s in zip(means, stds))
-    ax1.set_ylim(lo - 1.0, max(100 * results["teacher"]["top1"], max(means)) + 0.5)
-    ax1.set_ylabel("test top-1 (%)")
-    ax1.set_title("student top-1, mean ± std over seeds")
-    ax1.tick_params(axis="x", rotation=45)
-    ax1.legend(loc="lower right")
-    colors = plt.cm.tab20(np.linspace(0, 1, max(len(methods), 2)))
-    for i, m in enumerate(methods):
-        curves = results["methods"][m]["curves"]
-        n = min(len(c) for c in curves)
-        steps = [c[i][0] for i in range(n) for c in curves[:1]]
-        acc = np.mean([[100 * c[i][1] for i in range(n)] for c in curves], axis=0)
-        ax2.plot(steps, acc, marker="o", ms=3, label=m, color=colors[i], ls="-" if i % 2 == 0 else "--")
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("test top-1 (%)")
-    ax2.set_title("learning curves (mean over seeds)")
-    ax2.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv):
@@ -289,7 +353,8 @@ def main(argv):
         raise KdjaxError("--workdir is required")
     if run_sweep(_CONFIG.value, _WORKDIR.value).get("preempted"):
         return
-    print(f"sweep: wrote {os.path.join(os.path.abspath(_WORKDIR.value), 'results.md')} and results.png")
+    print(f"sweep: wrote {os.path.join(os.path.abspath(_WORKDIR.value), 'results.md')}, results.json and "
+          f"results.png")
 
 
 FLAG_NAMES = ('config', 'workdir')

@@ -316,6 +316,9 @@ def _plan_for(case: dict) -> Plan:
              "RKdAngle": _plan_rkd_angle, "RkdDistance": _plan_rkd_distance, "MGDLoss": _plan_mgd,
              "AFDLoss": _plan_afd,
              "DeiT": _plan_deit}
+    from kdjax.tools.golden_feature_plans import PLANS as feature_plans  # mdistiller feature losses, ICKD
+
+    plans.update(feature_plans)
     if family not in plans:
         raise ValueError(f"unknown loss family {loss!r}")
     return plans[family](case, hp)
@@ -397,13 +400,17 @@ def run_case(directory: str, case: dict, conventions: dict) -> CaseResult:
     reference = {n: plan.against.get(n, n) for n in computed}  # computed output -> stored output it is checked with
     covered = set(computed) | set(reference.values())
     unchecked = [n for n in case["outputs"] if n not in covered and n not in NOT_COMPARED]
+    # a manifest that suggests its looser rtol "for gradients" (golden_methods: float32 reference gradients through
+    # batch-statistics BatchNorms are themselves only ~1e-5 accurate) gets it for grad_* outputs
+    grad_rtol = loose if "for gradients" in str(conventions.get("suggested_tolerance", "")) else rtol
     missing = [n for n in unchecked if n.startswith(("grad_", "out__")) or n == "loss"]
     if missing:  # an output kdjax should produce but did not: a translation gap, not a pass
         result.passed = False
         result.notes.append(f"not produced: {', '.join(missing)}")
         unchecked = [n for n in unchecked if n not in missing]
     for name in sorted(n for n in computed if reference[n] in data):
-        ref, r_tol = reference[name], plan.rtol.get(name, rtol)
+        ref = reference[name]
+        r_tol = plan.rtol.get(name, grad_rtol if name.startswith("grad_") else rtol)
         ok, worst = compare(computed[name], data[ref], r_tol, plan.atol.get(name, atol))
         label = name if ref == name else f"{name} vs {ref}"
         if ok is None:

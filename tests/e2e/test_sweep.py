@@ -1,41 +1,82 @@
-"""The accuracy sweep end to end on tiny real data: teacher once, methods × seeds, report, resume."""
+"""The accuracy sweep end to end on tiny real data: teacher once, tuning on the validation split, final paired
+seeds, last/best epoch, report with paired statistics, resume."""
 
+import json
 import os
+
+import numpy as np
+import pytest
+from scipy import stats
 
 from conftest import load_config
 
 
-def test_sweep_writes_report_and_resumes(tmp_path):
-    from kdjax.tools import sweep
-
+def _tiny_sweep():
     cfg = load_config("configs/sweep_fashion_mnist.py")
     with cfg.unlocked():
         cfg.methods = ("baseline", "kd", "multi_teacher")
+        cfg.grids = {"baseline": (("optim.lr", (0.05, 0.1)),), "kd": (("losses.kd.weight", (0.5, 0.9)),),
+                     "multi_teacher": (("losses.kd_teacher1.weight,losses.kd_teacher2.weight", (0.2, 0.45)),)}
         cfg.seeds = (0, 1)
-        cfg.seeds_for.multi_teacher = (0,)
-        cfg.teacher_epochs = 1.0
-        cfg.base.data.train_limit = 512
-        cfg.base.data.test_limit = 200
+        cfg.seeds_for.multi_teacher = (1,)  # fewer seeds: no pair for a test (n < 2), reported without one
+        cfg.teacher_epochs = 0.5
+        cfg.base.data.train_limit, cfg.base.data.holdout, cfg.base.data.test_limit = 512, 128, 200
         cfg.base.train.batch_size = 64
-        cfg.base.train.epochs = 0.5
+        cfg.base.train.epochs = 1.0
+        cfg.base.train.eval_every_epochs = 0.5
         cfg.base.train.log_every_steps = 2
         cfg.base.train.eval_batch_size = 100
+        cfg.label = "tiny test sweep"
+    return cfg
+
+
+def test_sweep_tunes_on_validation_runs_paired_seeds_reports_and_resumes(tmp_path):
+    from kdjax.tools import sweep
+
+    cfg = _tiny_sweep()
     results = sweep.run_sweep(cfg, str(tmp_path))
     assert set(results["methods"]) == {"baseline", "kd", "multi_teacher"}
     for method, r in results["methods"].items():
-        assert len(r["top1"]) == (1 if method == "multi_teacher" else 2) and all(0.0 <= a <= 1.0 for a in r["top1"])
+        # tuning: one run per trial with the tuning seed, judged on validation only, the best one chosen
+        scores = []
+        for k in range(2):
+            e = json.loads((tmp_path / "tune" / method / f"trial{k}" / "summary.json").read_text())["eval"]
+            assert not any(key.startswith("Student/") or key == "count" for key in e)  # no test evaluation
+            scores.append(e["val/Student/top1"])
+        assert [t["val_top1"] for t in r["trials"]] == scores
+        assert r["chosen"] == int(np.argmax(scores))
+        for seed in r["seeds"]:
+            assert json.loads((tmp_path / "runs" / method / f"seed{seed}" / "config.json").read_text())["seed"] == seed
+        assert json.loads((tmp_path / "tune" / method / "trial0" / "config.json").read_text())["seed"] == 100
+        assert len(r["last"]) == len(r["best"]) == (1 if method == "multi_teacher" else 2)
+        assert all(0.0 <= a <= 1.0 for a in r["last"] + r["best"])
+    kd_trial = results["methods"]["kd"]["trials"][results["methods"]["kd"]["chosen"]]["settings"]
+    kd_run = json.loads((tmp_path / "runs" / "kd" / "seed1" / "config.json").read_text())
+    assert kd_run["losses"]["kd"]["weight"] == kd_trial["losses.kd.weight"]
+    # the paired statistics equal scipy's paired t-test on the per-seed accuracies
+    b = 100 * np.asarray(results["methods"]["baseline"]["last"])
+    k = 100 * np.asarray(results["methods"]["kd"]["last"])
+    st = results["stats"]["last"]["kd"]
+    assert st["mean"] == pytest.approx((k - b).mean()) and st["p"] == pytest.approx(stats.ttest_rel(k, b).pvalue)
+    assert results["stats"]["last"]["multi_teacher"] is None  # one common seed: no paired test
     report = (tmp_path / "results.md").read_text()
-    assert "| baseline |" in report and "| kd |" in report and "0.9×kd(temperature=4.0)" in report
-    # multi-teacher KD got the second teacher, trained once like the main one and named in the report
+    for text in ("tiny test sweep", "**Protocol.**", "## Last epoch", "## Best epoch", "## Tuning", "| kd | 1 |",
+                 "Beat the baseline at p < 0.05", "Extra teacher Teacher2 (`ConvNet`"):
+        assert text in report, text
     assert (tmp_path / "teachers" / "Teacher2" / "export" / "spec.json").is_file()
-    assert "Extra teacher Teacher2 (`ConvNet`" in report and "| multi_teacher |" in report
     assert (tmp_path / "results.png").stat().st_size > 10_000
+    # the report regenerates from results.json alone
+    from kdjax.tools import sweep_report
+
+    out = tmp_path / "regenerated"
+    assert sweep_report.main(["sweep_report", str(tmp_path / "results.json"), str(out)]) == 0
+    assert (out / "results.md").read_text() == report
     # a second invocation resumes: finished runs are not trained again
     summary = tmp_path / "runs" / "kd" / "seed1" / "summary.json"
     before = os.path.getmtime(summary)
     again = sweep.run_sweep(cfg, str(tmp_path))
     assert os.path.getmtime(summary) == before
-    assert again["methods"]["kd"]["top1"] == results["methods"]["kd"]["top1"]
+    assert again["methods"]["kd"]["last"] == results["methods"]["kd"]["last"]
 
 
 def test_multi_teacher_method_gets_each_frozen_model_its_own_teacher():
@@ -52,3 +93,19 @@ def test_multi_teacher_method_gets_each_frozen_model_its_own_teacher():
     assert set(c.losses) == {"gt_ce", "kd_teacher1", "kd_teacher2"}
     # a plain string still means "every frozen model gets the main teacher"
     assert sweep.method_config(cfg, "kd", 0, "/t/main").models.Teacher.init == "/t/main"
+
+
+def test_protocol_is_refused_without_a_validation_split_or_with_unequal_budgets(tmp_path):
+    from kdjax.errors import ConfigError
+    from kdjax.tools import sweep
+
+    cfg = load_config("configs/sweep_fashion_mnist.py")
+    with cfg.unlocked():
+        cfg.base.data.holdout = 0
+    with pytest.raises(ConfigError, match="base.data.holdout"):
+        sweep.run_sweep(cfg, str(tmp_path))
+    cfg = load_config("configs/sweep_fashion_mnist.py")
+    with cfg.unlocked():
+        cfg.tune_seed = 2
+    with pytest.raises(ConfigError, match="tune_seed"):
+        sweep.run_sweep(cfg, str(tmp_path))

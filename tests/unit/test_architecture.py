@@ -16,7 +16,7 @@ PACKAGE = os.path.join(REPO, "kdjax")
 # docs/architecture.md "What may import what": a package may import only packages of a lower layer
 LAYERS = {
     "kdjax": 0, "errors": 0,
-    "kernels": 1, "runtime": 1,
+    "kernels": 1, "runtime": 1, "optim": 1,
     "cli": 2, "models": 2, "losses": 2, "data": 2,
     "weights": 3,
     "config": 4,

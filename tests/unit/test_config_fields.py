@@ -29,12 +29,32 @@ def _training_configs():
         if "sweep" in rel:  # a sweep config: its `base` is a base_config()
             out.append((rel + ".base", load_config(rel).base))
             continue
+        if rel == os.path.join("configs", "paddleclas.py"):  # a PaddleClas YAML's translation: one per seed YAML
+            out += [(f"{rel}:{method}", load_config(rel, path)) for method, path in _paddleclas_seed_yamls()]
+            continue
         out.append((rel, load_config(rel)))
         for preset in PRESETS:
             try:
                 out.append((f"{rel}:{preset}", load_config(rel, preset)))
             except ValueError:  # this config has no such preset
                 pass
+    return out
+
+
+def _paddleclas_seed_yamls():
+    """(method, path) of every seed-document YAML (Arch + Loss) with the common sections, written to a temp folder."""
+    import tempfile
+
+    seed = os.path.join(REPO, "tests", "data", "paddleclas_seed")
+    directory = tempfile.mkdtemp(prefix="kdjax-fields-")
+    with open(os.path.join(seed, "_common.yaml")) as f:
+        common = f.read()
+    out = []
+    for path in sorted(glob.glob(os.path.join(seed, "[!_]*.yaml"))):
+        method = os.path.basename(path)[:-5]
+        with open(path) as f, open(os.path.join(directory, method + ".yaml"), "w") as g:
+            g.write(common + "\n" + f.read())
+        out.append((method, g.name))
     return out
 
 
@@ -68,9 +88,9 @@ def test_every_leaf_has_a_check_and_passes_it(name, config):
     check_fields(config)  # and every value the configs ship passes its check
 
 
-def _plain_config(mutate=None):
+def _plain_config(mutate=None, source="configs/dkd.py"):
     """A dkd config as a plain dict → ConfigDict: any type may be put anywhere (as a config file could)."""
-    d = load_config("configs/dkd.py").to_dict()
+    d = dict(CONFIGS)[source].to_dict()
     if mutate:
         mutate(d)
     return ml_collections.ConfigDict(d)
@@ -93,14 +113,18 @@ def _wrong_values(path, default):
         return [3, [1]]
     if isinstance(default, (tuple, list)):
         return ["1,2", [math.inf] * max(1, len(default)), 5] if default else ["1,2", 5]
+    if hasattr(default, "items"):
+        return ["x", 5, {"kd": 3}]
     raise AssertionError(f"{path}: no wrong values known for {default!r}")
 
 
 @pytest.mark.parametrize("path", sorted(FIELDS))
 def test_every_field_refuses_wrong_types_and_non_finite_numbers(path):
-    default = dict(leaves(base_config()))[path]
+    # the YAML route's record (config.paddleclas.*) exists only in a translated YAML: the seed document's DKD
+    source = "configs/paddleclas.py:dkd" if path.startswith("paddleclas.") else "configs/dkd.py"
+    default = dict(leaves(dict(CONFIGS)[source]))[path]
     for bad in _wrong_values(path, default):
-        config = _plain_config(lambda d: _put(d, path, bad))
+        config = _plain_config(lambda d: _put(d, path, bad), source)
         with pytest.raises(ConfigError) as e:
             check_fields(config)
         assert e.value.field == path, (path, bad, str(e.value))
@@ -169,7 +193,7 @@ def test_unknown_fields_are_refused_not_ignored():
 # models.<name>.<field> → a value of the wrong shape
 MODEL_CASES = {
     "arch": [5, ""], "frozen": ["yes", 1], "init": [5, None], "capture": ["blocks[1]", [3]],
-    "kwargs": ["depth=2", [1]],
+    "kwargs": ["depth=2", [1]], "train_mode": ["yes", 1],
 }
 
 

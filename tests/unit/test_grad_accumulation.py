@@ -48,7 +48,10 @@ ENTRIES = {
     "rkd": dict(LOGIT_PAIR, key="avg_pool"),
     "deit": dict(LOGIT_PAIR, s_keys=["logits", "logits"], t_keys=["logits"]),
     "uskd": dict(models=["Student"], key="blocks[1]"),
+    **{t: dict(LOGIT_PAIR, s_keys=["blocks[0]", "blocks[1]"], t_keys=["blocks[0]", "blocks[1]"])
+       for t in ("ickd", "nst", "ofd", "reviewkd", "sp", "vid")},
 }
+ENTRIES["ofd"] = dict(ENTRIES["ofd"], teacher_bns=["stage0_conv0/BatchNorm_0", "stage1_conv0/BatchNorm_0"])
 # entries whose separability depends on a hyper-parameter or the data: (id, type, params, SSLD data?, separable)
 VARIANTS = [
     ("gt_ce_sum", "gt_ce", dict(reduction="sum"), False, False),

@@ -1,6 +1,7 @@
 """Every golden case (reference PaddleClas / mdistiller runs) must pass through kdjax, plus the CLI contract.
 
-The folder defaults to ../shared/golden beside the repository; set KDJAX_GOLDEN_DIR to use another.
+The folder is KDJAX_GOLDEN_DIR when set, else ../shared/golden beside the repository when it is there, else the copy
+in tests/golden (1.4 MB, the same files), so a plain clone verifies too.
 """
 
 import json
@@ -15,7 +16,18 @@ import pytest
 from kdjax.tools import verify_golden
 
 from conftest import REPO as REPO_ROOT  # noqa: E402
-GOLDEN_DIR = os.environ.get("KDJAX_GOLDEN_DIR", os.path.join(REPO_ROOT, "..", "shared", "golden"))
+
+
+def _golden_dir() -> str:
+    if os.environ.get("KDJAX_GOLDEN_DIR"):
+        return os.environ["KDJAX_GOLDEN_DIR"]
+    shared = os.path.join(REPO_ROOT, "..", "shared", "golden")
+    if os.path.isfile(os.path.join(shared, "manifest.json")):
+        return shared
+    return os.path.join(REPO_ROOT, "tests", "golden")
+
+
+GOLDEN_DIR = _golden_dir()
 MANIFEST = os.path.join(GOLDEN_DIR, "manifest.json")
 
 
@@ -77,3 +89,24 @@ def test_missing_manifest_is_an_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         verify_golden.main([str(tmp_path)])
     assert exit_info.value.code == 2 and "no manifest.json" in capsys.readouterr().err
+
+
+def test_repository_copy_is_the_shared_golden_set():
+    """tests/golden is what a plain clone verifies against: every file of ../shared/golden, byte for byte (when the
+    shared folder is there), and its combined cases pass from the copy itself."""
+    import filecmp
+
+    copy = os.path.join(REPO_ROOT, "tests", "golden")
+    shared = os.path.join(REPO_ROOT, "..", "shared", "golden")
+    if os.path.isdir(shared):
+        names = sorted(os.listdir(shared))
+        assert sorted(os.listdir(copy)) == names
+        _, mismatch, errors = filecmp.cmpfiles(shared, copy, names, shallow=False)
+        assert not mismatch and not errors, (mismatch, errors)
+    with open(os.path.join(copy, "manifest.json")) as f:
+        manifest = json.load(f)
+    combined = [c for c in manifest["cases"] if c["loss"].startswith("CombinedLoss")][:3]
+    assert combined
+    for case in combined:
+        result = verify_golden.run_case(copy, case, manifest.get("conventions", {}))
+        assert result.passed, result.line()

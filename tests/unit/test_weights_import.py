@@ -28,7 +28,11 @@ WEIGHTS = os.environ.get("KDJAX_WEIGHTS_DIR", os.path.join(REPO, "..", "shared",
 MANIFEST = os.path.join(WEIGHTS, "manifest.json")
 TOLERANCE = 1e-4  # max|diff| / max|ref|
 
-needs_weights = pytest.mark.skipif(not os.path.isfile(MANIFEST), reason=f"no weights manifest at {MANIFEST}")
+needs_weights = pytest.mark.skipif(
+    not os.path.isfile(MANIFEST),
+    reason=f"no weights manifest at {MANIFEST}: these tests need the converter golden files (~140 MB of PaddleClas "
+           f".pdparams, torchvision .pth and timm checkpoints with their frameworks' outputs), kept outside the "
+           f"repository in the project's shared/weights folder beside the checkout; set KDJAX_WEIGHTS_DIR to a copy")
 
 
 def _manifest():
