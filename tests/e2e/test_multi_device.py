@@ -229,7 +229,7 @@ def test_every_run_stopped_with_a_checkpoint(runs):
 # Across meshes the state after STEPS steps agrees to float rounding amplified by ReLU / max-pool kinks, not to
 # float rounding itself (measured with benchmarks/mesh_rounding.py: first step, same state and batch). One device
 # sums each BatchNorm statistic over all 32·14·14 rows in float32; 8 devices sum 1/8 each and all-reduce, which is
-# closer to float64 (normalised stem activations 4.5e-5 from float64 on 1 device, 3.4e-6 on 8). A pre-activation
+# closer to float64 (normalised stem activations 4.5e-5 from float64 on 1 device, 3.3e-6 on 8). A pre-activation
 # within that of 0 (one in stage0: +4.0e-6 on 1 device, <= 0 in float64 and on 8 devices) becomes the only
 # non-zero of its 2x2 pool window and takes that window's gradient, so the 1-device step-1 gradient of stage0/stem
 # differs by up to 9.1e-3 of the leaf's largest value (8 devices: 1.2e-6 from float64); three steps on, params and
