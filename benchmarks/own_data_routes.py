@@ -83,6 +83,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="", help="where the data and runs go (default: a temporary folder)")
     parser.add_argument("--epochs", type=float, default=4.0, help="teacher and student epochs (default 4)")
+    parser.add_argument("--routes", default="idx,list,tfds", help="which routes to run (default: all three)")
     args = parser.parse_args()
     root = args.workdir or tempfile.mkdtemp(prefix="kdjax_own_data_")
     train, test = digits()
@@ -93,11 +94,14 @@ def main():
                    cwd=REPO, check=True, capture_output=True)
     routes = {
         "idx": [f"--config.data.data_dir={os.path.join(root, 'idx')}"],
-        "list": [f"--config.data.root={os.path.join(root, 'lists')}", "--config.data.num_classes=10"],
+        "list": [f"--config.data.root={os.path.join(root, 'lists')}", "--config.data.num_classes=10",
+                 "--config.data.image_size=16"],
         "tfds": ["--config.data.source=tfds", "--config.data.name=digits",
                  f"--config.data.tfds_data_dir={os.path.join(root, 'tfds')}"],
     }
     for name, flags in routes.items():
+        if name not in args.routes.split(","):
+            continue
         record = run(name, os.path.join(root, f"run_{name}"), flags, args.epochs)
         if record:
             print(json.dumps(record), flush=True)
