@@ -13,7 +13,7 @@ for ((i = 0; i < ROUNDS; i++)); do
   for ((j = 0; j < N; j++)); do
     k=$(((j + i) % N))
     line=$(KDJAX_XLA_FLAGS=0 XLA_FLAGS="${VARIANTS[$k]}" python -m kdjax.tools.bench --config="$CONFIG" --batch=64 \
-           --steps="$STEPS" --warmup=1 2>/dev/null | tail -1)
+           --steps="$STEPS" --warmup=1 --config.models.Teacher.init=train 2>/dev/null | tail -1)
     echo "$i $k $line" | tee -a "$TMP" | cut -c1-160
   done
 done

@@ -39,7 +39,7 @@ for ((i = 0; i < ROUNDS; i++)); do
   for v in "${order[@]}"; do
     # shellcheck disable=SC2046
     line=$(env $(variant_env "$v") python -m kdjax.tools.bench --config="$CONFIG" --batch=64 --steps="$STEPS" \
-      --config.kernels="$(variant_kernels "$v")" --mfu=false 2>/dev/null | tail -1)
+      --config.kernels="$(variant_kernels "$v")" --mfu=false --config.models.Teacher.init=train 2>/dev/null | tail -1)
     echo "{\"round\": $i, \"variant\": \"$v\", \"result\": $line}" | tee -a "$OUT" | cut -c1-120
   done
 done
