@@ -227,7 +227,8 @@ def test_resume_refuses_another_teacher_or_data_selection(finished, tmp_path):
     """The finding: the export at the teacher's `init` path replaced mid-run, and data.train_limit changed, both
     resumed silently. The identity now holds the content of every init and of the data selection."""
     from kdjax.config.check import check
-    from kdjax.runtime.workdir import identity, record_identity
+    from kdjax.config.identity import identity
+    from kdjax.runtime.workdir import record_identity
 
     wd = copy_run(finished, tmp_path / "run", unfinished=True)
     teacher = tmp_path / "teacher"
@@ -248,7 +249,8 @@ def test_resume_refuses_another_teacher_or_data_selection(finished, tmp_path):
 
 
 def test_same_teacher_moved_elsewhere_is_the_same_run(finished, tmp_path):
-    from kdjax.runtime.workdir import compare_workdir, identity
+    from kdjax.config.identity import identity
+    from kdjax.runtime.workdir import compare_workdir
     from kdjax.config.check import check
 
     teacher = tmp_path / "teacher"
@@ -333,7 +335,8 @@ def test_list_file_encodings(finished, list_data, encoding, expected):
 def test_changed_data_behind_the_same_config_is_refused(finished, list_data, tmp_path):
     from kdjax.config.check import check
     from kdjax.errors import ConfigError
-    from kdjax.runtime.workdir import compare_workdir, identity, record_identity
+    from kdjax.config.identity import identity
+    from kdjax.runtime.workdir import compare_workdir, record_identity
 
     config = _list_config(finished, list_data)
     wd = tmp_path / "run"
