@@ -88,8 +88,9 @@ def test_named_idx_data_is_what_is_trained_and_recorded(glyph_run):
     assert summary["dataset"]["route"] == "idx" and summary["dataset"]["location"] == data_dir
     assert summary["dataset"]["name"] == "glyphs" and summary["dataset"]["train"]["count"] == 2000
     assert summary["dataset"]["test"]["count"] == 400
-    assert json.load(open(workdir / "config.json"))["dataset"]["train"] == \
-        summary["dataset"]["train"]
+    recorded = json.load(open(workdir / "config.json"))  # the run's identity: a content digest of each split
+    assert recorded["built_from"]["data.train"]["count"] == 2000 and recorded["built_from"]["data.test"]["count"] == 400
+    assert recorded["data_stats"]["mean"] == [mean] and recorded["data_stats"]["std"] == [std]
     spec = load_spec(workdir)
     assert spec["dataset"] == "glyphs" and spec["label_names"] == list("bdpq()[]<>")
     assert spec["mean"] == [mean] and spec["std"] == [std] and spec["input_size"] == [20, 20, 1]
