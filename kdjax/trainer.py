@@ -154,7 +154,9 @@ class Trainer:
         runlog = RunLog(self.directory, pipe.total_steps, start, self.config.train.batch_size, self.desc,
                         enabled=jax.process_index() == 0, postfix_keys=tuple(self.metric_labels.values()))
         write_model_specs(self)  # WORKDIR/models.json: what `python -m kdjax.export` needs to export any sub-model
-        best = BestModel(self.directory, self.config.export_model)
+        # best/ by evaluation top-1 (PaddleClas' best_model); with a validation split (data.holdout) the held-out
+        # evaluation keeps best/ instead, chosen on validation, never on the test split
+        best = BestModel(self.directory, self.config.export_model) if heldout is None else None
         cadence = Cadence(self.config.train, pipe.steps_per_epoch, pipe.total_steps, start)
         wait, nonfinite = DataWait(), NonFinitePolicy(self.config, self.losses, self.desc, ckpts)
         meta = {"desc": self.desc, "total_steps": pipe.total_steps}
@@ -180,7 +182,8 @@ class Trainer:
                     if cadence.evaluate(step):
                         last_eval = self._evaluate_periodic(state, frozen, eval_step, heldout, step)
                         runlog.scalars(step, {k: v for k, v in last_eval.items() if k != "count"}, kind="eval")
-                        best.update(step, last_eval, lambda d, **kw: self.export(d, state, frozen, **kw))
+                        if best is not None:
+                            best.update(step, last_eval, lambda d, **kw: self.export(d, state, frozen, **kw))
                     # 4. Stopping (SIGTERM, train.stop_after_steps) is agreed by every host before anyone saves:
                     #    one host checkpointing while another trains would deadlock both.
                     if cadence.stop_early(step):
@@ -204,7 +207,7 @@ class Trainer:
             last_eval = heldout.final(state, frozen, last_eval)
         # 6. Export: every process takes part (FSDP shards are gathered); process 0 writes.
         self.export(export_dir, state, frozen)
-        return dict(self._report(last_eval, pipe, start, elapsed, wait), best=best.summary())
+        return dict(self._report(last_eval, pipe, start, elapsed, wait), best=best.summary() if best is not None else None)
 
     def _heldout(self, eval_step, state):
         """data.holdout > 0: periodic evaluations on the held-out split, best weights kept (runtime/heldout.py)."""
