@@ -286,7 +286,8 @@ def test_health_counters_are_logged():
 
     counter = BadImageCount()
     counter.add(3)
-    phase = types.SimpleNamespace(config=ml_collections.ConfigDict({"data": {"skip_bad_images": True}}))
+    phase = types.SimpleNamespace(config=ml_collections.ConfigDict({"data": {"skip_bad_images": True}}),
+                                  metric_labels={})  # kdjax names (config.metric_names="kdjax")
     state = types.SimpleNamespace(nonfinite_steps=jnp.asarray(2))
     logged = Trainer._with_counters(phase, {"loss": 1.0}, state, types.SimpleNamespace(bad_images=counter))
     assert logged == {"loss": 1.0, "nonfinite_steps": 2, "data/bad_images": 3}
