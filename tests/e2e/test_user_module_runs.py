@@ -80,7 +80,7 @@ def test_feature_loss_on_a_module_path_is_logged_and_finite(user_run):
 def test_export_reloads_and_gives_the_training_time_logits(user_run):
     from kdjax.data.sources import open_source
     from kdjax.models.distillation import normalize
-    from kdjax.trainer import Phase
+    from kdjax.trainer import Trainer
     from kdjax.weights.export_dir import export_logits_fn, load_spec
 
     cfg, workdir, _, path = user_run
@@ -93,7 +93,7 @@ def test_export_reloads_and_gives_the_training_time_logits(user_run):
         cfg.models.Teacher.init = os.path.join(workdir, "pretrain", "Teacher", "export")
     train_src, info = open_source(cfg.data, "train")
     test_src, _ = open_source(cfg.data, "test")
-    phase = Phase(cfg, workdir, train_src, test_src, info, "check")
+    phase = Trainer(cfg, workdir, train_src, test_src, info, "check")
     state, _, _ = phase.restore_latest()
     sub = phase.submodels["Student"]
     images = np.stack([test_src[i]["image"] for i in range(16)])
