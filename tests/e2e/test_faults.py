@@ -425,9 +425,10 @@ def _term_after(finished, argv, delay, *, module="kdjax.main"):
 
 
 def test_sigterm_during_eval_ends_promptly_with_exit_0(finished):
-    # the whole test split (10000 images): evaluation runs long enough to be interrupted
+    # the whole test split (10000 images) one image per step: evaluation runs long enough to be interrupted (at 8
+    # per step, with the split decoded once into memory, it could finish within the 8 s before the signal)
     argv = [f"--config={finished.config_file}", f"--workdir={finished.workdir}", "--mode=eval",
-            "--config.data.test_limit=0", "--config.train.eval_batch_size=8"]
+            "--config.data.test_limit=0", "--config.train.eval_batch_size=1"]
     before = listing(finished.workdir)
     code, took, out, err = _term_after(finished, argv, 8.0)
     assert code == 0 and "Traceback" not in err, err[-2000:]
