@@ -64,7 +64,8 @@ def _entry(e):
     return None
 
 
-def _shapes(e, s, t):
+def pooled_pair_shapes(e, s, t):
+    """Shape check shared with VID: NHWC pairs that keep equal H·W after the reference's square pooling."""
     for i, (a, b) in enumerate(zip(s, t)):
         if len(a) != 4 or len(b) != 4:
             return f"needs NHWC feature maps, pair {i} is student {list(a)} and teacher {list(b)}"
@@ -79,5 +80,5 @@ register_loss(LossSpec(
     "nst", "neuron selectivity transfer: polynomial-kernel MMD of channel distributions (mdistiller nst_loss)",
     "NST: Huang & Wang, arXiv 2017", "pairs", "unused", {},
     lambda e, a, b, ctx: (nst_loss([a[k] for k in e.s_keys], [jax.lax.stop_gradient(b[k]) for k in e.t_keys]),),
-    entry_check=_entry, shape_check=_shapes, multi_key=True,
+    entry_check=_entry, shape_check=pooled_pair_shapes, multi_key=True,
     separable=True))  # per-sample terms, means over samples

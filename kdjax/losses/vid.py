@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kdjax.losses.heads import TORCH_DEFAULT_KERNEL
-from kdjax.losses.nst import pool_to_smaller_height, pooled_hw
+from kdjax.losses.nst import pool_to_smaller_height, pooled_pair_shapes
 from kdjax.losses.numerics import F32, f32
 from kdjax.losses.registry import LossSpec, boolean, positive, register_loss
 
@@ -96,17 +96,6 @@ def _entry(e):
     return None
 
 
-def _shapes(e, s, t):
-    for i, (a, b) in enumerate(zip(s, t)):
-        if len(a) != 4 or len(b) != 4:
-            return f"needs NHWC feature maps, pair {i} is student {list(a)} and teacher {list(b)}"
-        hw_s, hw_t = pooled_hw(a, b)
-        if hw_s != hw_t:
-            return (f"pair {i}: student {list(a)} and teacher {list(b)} keep different H·W ({hw_s} vs {hw_t}) after "
-                    "the reference's square pooling to the smaller H; pick square maps or maps of equal size")
-    return None
-
-
 def _compute(e, a, b, ctx):
     p = e.params
     return (vid_loss(ctx.params, [a[k] for k in e.s_keys], [jax.lax.stop_gradient(b[k]) for k in e.t_keys],
@@ -118,6 +107,6 @@ register_loss(LossSpec(
            "per-channel variance (mdistiller VID)", "VID: Ahn et al., CVPR 2019", "pairs", "unused",
     dict(init_pred_var=5.0, eps=1e-5, learn_variance=True), _compute,
     checks=dict(init_pred_var=positive, eps=positive, learn_variance=boolean), entry_check=_entry,
-    shape_check=_shapes, multi_key=True, learnable=True, separable=True,  # per-sample terms, means over N·C·H·W
+    shape_check=pooled_pair_shapes, multi_key=True, learnable=True, separable=True,  # per-sample terms, means over N·C·H·W
     init=lambda e, a, b, rng: vid_init(rng, [a[k] for k in e.s_keys], [b[k] for k in e.t_keys],
                                        e.params["init_pred_var"], e.params["eps"], e.params["learn_variance"])))
