@@ -1,6 +1,7 @@
 """Where the step's time goes: kdjax on XLA:CPU, kdjax with the oneDNN FFI kernels, and PyTorch, in ONE process.
 
     python benchmarks/kernels.py [--reps=10] [--rounds=3] [--batch=64] [--no_onednn] [--omp] [--json=FILE]
+                                 [--impls=XLA,oneDNN,torch]
 
 Times, for every implementation alternately (one part of one implementation at a time, the order rotating round
 after round, so machine load hits all alike): every distinct convolution of the CIFAR resnet8x4 / resnet32x4 pair
@@ -11,6 +12,11 @@ the student's forward + backward pass. Columns:
   oneDNN   kdjax/kernels/onednn (KDJAX_CONV=onednn), XLA-pool threading (oneDNN single-threaded per batch chunk)
   omp      the same kernels with oneDNN's own OpenMP threads (--omp)
   torch    PyTorch (oneDNN inside), channels-last
+
+`--impls` times only some of them. With the oneDNN kernels loaded (Debian's oneDNN links its own OpenMP runtime),
+PyTorch's parts in the same process ran up to 1.8x slower than in a process of their own (quiet machine,
+2026-12-02), so the fair table comes from `benchmarks/kernels_split.sh`: PyTorch and kdjax in separate processes,
+alternately.
 
 Prints one table: milliseconds (median over rounds of the median over reps) and time ratios against PyTorch, then
 the oneDNN implementation each convolution runs. Needs torch (pip install torch==2.13.0) and, for the oneDNN
@@ -187,22 +193,32 @@ def main():
     ap.add_argument("--no_onednn", action="store_true", help="XLA and PyTorch only")
     ap.add_argument("--omp", action="store_true", help="also oneDNN with its OpenMP threads (column 'omp')")
     ap.add_argument("--json", default="", help="also write every measurement here (one JSON line per part)")
+    ap.add_argument("--impls", default="XLA,oneDNN,omp,torch",
+                    help="which columns to time (of XLA, oneDNN, omp, torch; oneDNN/omp need the built kernels, omp "
+                         "also --omp)")
     args = ap.parse_args()
+    wanted = set(args.impls.split(","))
     from kdjax.kernels import onednn
 
     convs = preset_convs(args.batch)
-    impls = {"XLA": jax_parts(convs, args.batch, "xla")}
-    use_onednn = not args.no_onednn and onednn.available()
-    if not args.no_onednn and not use_onednn:
+    impls = {"XLA": jax_parts(convs, args.batch, "xla")} if "XLA" in wanted else {}
+    # only load the kernels (Debian's oneDNN brings its own OpenMP runtime) where they are timed: next to PyTorch's
+    # OpenMP runtime in one process, PyTorch's teacher forward measured 1.8x slower than in a process of its own
+    want_onednn = not args.no_onednn and bool({"oneDNN", "omp"} & wanted)
+    use_onednn = want_onednn and onednn.available()
+    if want_onednn and not use_onednn:
         print(f"oneDNN kernels unavailable ({onednn.why_unavailable()}): XLA and PyTorch only", file=sys.stderr)
     if use_onednn:
         onednn.set_threading("xla")
         impls["oneDNN"] = jax_parts(convs, args.batch, "onednn")
         if args.omp:
             impls["omp"] = impls["oneDNN"]  # same executables, run with the other threading mode
-    impls["torch"] = torch_parts(convs, args.batch)
+    if "torch" in wanted:
+        impls["torch"] = torch_parts(convs, args.batch)
     names = list(impls)
-    results = {part: {k: [] for k in names} for part in impls["XLA"]}
+    if not names:
+        ap.error(f"--impls={args.impls}: nothing to time")
+    results = {part: {k: [] for k in names} for part in impls[names[0]]}
     for r in range(args.rounds):
         for part in results:
             order = names[r % len(names):] + names[:r % len(names)]
@@ -213,15 +229,16 @@ def main():
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     if use_onednn:
         onednn.set_threading("xla")
+    vs = [k for k in names if k != "torch"] if "torch" in names else []
     header = f"{'part (batch ' + str(args.batch) + ', torch channels-last), ms':<48}" + "".join(
-        f"{k:>8}" for k in names) + "".join(f"{k + '/torch':>13}" for k in names if k != "torch")
+        f"{k:>8}" for k in names) + "".join(f"{k + '/torch':>13}" for k in vs)
     print(header)
     rows = []
     for part, by in results.items():
         med = {k: statistics.median(v) for k, v in by.items()}
         rows.append({"part": part, "ms": med, "ms_all": by})
         print(f"{part:<48}" + "".join(f"{med[k]:>8.1f}" for k in names)
-              + "".join(f"{med[k] / med['torch']:>13.2f}" for k in names if k != "torch"))
+              + "".join(f"{med[k] / med['torch']:>13.2f}" for k in vs))
     if use_onednn:
         print(f"\noneDNN: {onednn.info()}; implementations (fwd, dX, dW):")
         for c in convs:

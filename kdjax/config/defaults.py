@@ -118,7 +118,8 @@ def base_config():
     c.mesh = dict(data=-1, fsdp=1, fsdp_min_size=2 ** 14)
     c.precision = "float32"     # float32 | bfloat16 (compute); params and losses stay float32
     # BatchNorm training pass and convolution VJP (kdjax/kernels/__init__.py): auto = cpu_tuned on XLA:CPU (measured
-    # faster there), xla (flax BatchNorm, lax.conv gradients) on GPU/TPU; 'xla' or 'cpu_tuned' force one
+    # faster there), xla (flax BatchNorm, lax.conv gradients) on GPU/TPU; 'xla' or 'cpu_tuned' force one; 'onednn' =
+    # cpu_tuned with oneDNN convolutions (FFI kernels built by install.sh; XLA:CPU only, falls back with a warning)
     c.kernels = "auto"
     # Offline distillation: a directory written by `python -m kdjax.tools.cache_teacher`; the frozen teacher's logits are
     # read from it instead of running the teacher in the train step (needs data.augment='none'; a replay cache,

@@ -150,7 +150,7 @@ FIELDS: Dict[str, Check] = {
     "seed": number(0, 2 ** 32 - 1, integer=True),
     "export_model": nonempty_text,
     "precision": one_of("float32", "bfloat16"),
-    "kernels": one_of("auto", "xla", "cpu_tuned"),  # kdjax/kernels/__init__.py NAMES
+    "kernels": one_of("auto", "xla", "cpu_tuned", "onednn"),  # kdjax/kernels/__init__.py NAMES
     "teacher_cache": text, "teacher_cache_approximate": boolean, "data.replayable": boolean,
     "metric_names": one_of("kdjax", "paddleclas"),
     "data.name": text, "data.source": text,  # name "": the folder's name (IDX, lists), the only TFDS dataset

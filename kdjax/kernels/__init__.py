@@ -1,23 +1,27 @@
 """Which implementation of BatchNorm's training pass and of the convolution's backward pass the model zoo uses.
 
-Two sets today, chosen per backend at trace time (`config.kernels`):
+Three sets today, chosen per backend at trace time (`config.kernels`):
 
   xla        flax.linen.BatchNorm's formulation differentiated by JAX, lax.conv_general_dilated with XLA's own VJP:
              what cuDNN and the TPU compiler are given to optimise (GPU, TPU, and CPU on request).
   cpu_tuned  the zoo BatchNorm's hand-written backward pass with column-sum reductions (kdjax/models/layers.py) and
              kdjax/kernels/conv.py's VJP (phase-split strided input gradient, weight gradient released with the
              input gradient): measured faster on XLA:CPU only (benchmarks/README.md, ablation).
-  auto       cpu_tuned on the CPU backend, xla elsewhere (the default).
+  onednn     cpu_tuned with every convolution the oneDNN FFI kernels can take routed through them
+             (kdjax/kernels/onednn; XLA:CPU only, built by install.sh): measured 1.23x cpu_tuned's step on the
+             README's CPU. Where they are not built, or on another backend, one warning line and cpu_tuned's
+             convolutions (the same values to float rounding).
+  auto       cpu_tuned on the CPU backend, xla elsewhere (the default). Not onednn: whether that optional library
+             was built must not change which arithmetic a config runs.
 
-Both compute the same values to float rounding (tests/unit/test_kernels.py). A new implementation (e.g. a oneDNN
-convolution through an XLA FFI call, another CPU choice) is one more entry of `CHOICES` and, if it should be the
-default somewhere, of `AUTO`.
+All compute the same values to float rounding (tests/unit/test_kernels.py, tests/unit/test_onednn_conv.py). A new
+implementation is one more entry of `CHOICES` and, if it should be the default somewhere, of `AUTO`.
 
 The choice reaches the layers through `use(...)`, a context that `DistillationModel.apply` enters around every
 sub-model call, so it is fixed when the step is traced; `current()` outside any such context resolves `auto` for
 the default backend. `KDJAX_FAST_BN` / `KDJAX_FAST_CONV` (0 or 1) override the BatchNorm / convolution part of
-whatever was chosen, for ablations (benchmarks/ablation.sh). KDJAX_CONV=onednn routes convolutions through the
-optional oneDNN FFI kernels (kdjax/kernels/onednn, kernels/conv.py::conv_choice) before this choice applies.
+whatever was chosen, for ablations (benchmarks/ablation.sh); KDJAX_CONV=onednn turns the convolution part of any
+choice into oneDNN's (benchmarks/compare.sh), as `kernels='onednn'` does in a config.
 """
 
 import contextlib
@@ -33,12 +37,13 @@ AUTO_NAME = "auto"
 class Kernels:
     name: str
     batch_norm: str   # "autodiff": flax's formulation, JAX's VJP | "custom_vjp": layers.py's hand-written pass
-    conv: str         # "xla": lax.conv_general_dilated's VJP | "custom_vjp": kernels/conv.py
+    conv: str         # "xla": lax.conv_general_dilated's VJP | "custom_vjp": kernels/conv.py | "onednn": FFI calls
 
 
 CHOICES = {
     "xla": Kernels("xla", batch_norm="autodiff", conv="xla"),
     "cpu_tuned": Kernels("cpu_tuned", batch_norm="custom_vjp", conv="custom_vjp"),
+    "onednn": Kernels("onednn", batch_norm="custom_vjp", conv="onednn"),
 }
 AUTO = {"cpu": "cpu_tuned"}  # backend -> choice; any other backend (gpu, tpu, ...) gets "xla"
 NAMES = (AUTO_NAME,) + tuple(CHOICES)
@@ -56,11 +61,13 @@ def _override(kernels: Kernels) -> Kernels:
         value = os.environ.get(var)
         if value in ("0", "1"):
             changes[part] = fast if value == "1" else plain
+    if os.environ.get("KDJAX_CONV") == "onednn":
+        changes["conv"] = "onednn"
     return dataclasses.replace(kernels, **changes) if changes else kernels
 
 
 def select(choice: str = AUTO_NAME, backend: Optional[str] = None) -> Kernels:
-    """The kernels `choice` ('auto', 'xla', 'cpu_tuned') means on `backend` (default: JAX's default backend)."""
+    """The kernels `choice` ('auto', 'xla', 'cpu_tuned', 'onednn') means on `backend` (default: JAX's default backend)."""
     problem = check(choice)
     if problem:
         raise ValueError(f"kernels {problem}")

@@ -30,7 +30,7 @@ from kdjax import kernels
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 # Which convolution the zoo's layers trace with (read when a model is traced, see `conv_choice`): "xla" (this
 # module's VJP over lax.conv_general_dilated, or lax's own, as `kdjax.kernels` chose) or "onednn"
-# (kdjax/kernels/onednn, FFI calls into oneDNN, XLA:CPU only).
+# (kdjax/kernels/onednn, FFI calls into oneDNN, XLA:CPU only; also `config.kernels='onednn'`).
 CONV_CHOICES = ("xla", "onednn")
 BACKEND = os.environ.get("KDJAX_CONV", "xla")
 
@@ -132,7 +132,10 @@ def flax_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=No
                         feature_group_count, precision, **kwargs)
         if y is not None:
             return y
-    plain = (kernels.current().conv == "custom_vjp" and lhs.ndim == 4 and not kwargs and precision is None
+    conv = kernels.current().conv
+    if conv == "onednn":  # a shape (or backend) oneDNN does not take: the same kernels set's other convolution
+        conv = "custom_vjp" if jax.default_backend() == "cpu" else "xla"
+    plain = (conv == "custom_vjp" and lhs.ndim == 4 and not kwargs and precision is None
              and not isinstance(padding, str)
              and all(d in (None, 1) for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
              and _is_nhwc(dimension_numbers, lhs.shape, rhs.shape))
@@ -147,9 +150,12 @@ _warned_choice = False
 
 
 def conv_choice(choice=None) -> str:
-    """The convolution implementation in effect: `choice` (a config value) if given, else `BACKEND` (KDJAX_CONV,
-    default "xla"). An unknown name is said once and means "xla"."""
+    """The convolution implementation in effect: `choice` if given, else "onednn" where the kernels set being traced
+    asks for it (`config.kernels='onednn'`, or KDJAX_CONV=onednn), else `BACKEND` (KDJAX_CONV, default "xla"). An
+    unknown name is said once and means "xla"."""
     global _warned_choice
+    if choice is None and kernels.current().conv == "onednn":
+        return "onednn"
     name = BACKEND if choice is None else choice
     if name in CONV_CHOICES:
         return name

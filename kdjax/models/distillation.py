@@ -62,7 +62,7 @@ def model_key(rng, name: str):
 
 
 class DistillationModel:
-    """kernels: `config.kernels` ('auto', 'xla', 'cpu_tuned'; see kdjax/kernels/__init__.py), in effect while
+    """kernels: `config.kernels` ('auto', 'xla', 'cpu_tuned', 'onednn'; see kdjax/kernels/__init__.py), in effect while
     `apply` traces the sub-models."""
 
     def __init__(self, submodels: Dict[str, SubModel], kernels: str = KERNELS_AUTO):

@@ -82,7 +82,7 @@ def report(config, workdir: str = "") -> dict:
     from kdjax import kernels
     from kdjax.config.check import _output_shapes
     from kdjax.runtime import compiled
-    from kdjax.tools import lowering
+    from kdjax.tools import lowering, mfu
     from kdjax.runtime.device_memory import MARGIN, check_fits, free_bytes, gib
     from kdjax.steps import LOSS_PARAMS, build_optimizer
     from kdjax.trainer import Trainer
@@ -147,7 +147,7 @@ def report(config, workdir: str = "") -> dict:
     # the HLO passes before them and are the same (checked on dkd:cifar100: equal figures, 4x faster compile)
     options = {"xla_backend_optimization_level": 0} if devices[0].platform == "cpu" else None
     exe = lowering.lower_train_step(trainer, num_data=num_data).compile(options)
-    flops = compiled.cost(exe)["flops"] * len(devices)  # cost_analysis is the per-device program's
+    flops = mfu.step_flops(exe, len(devices))  # cost_analysis (per device program) + oneDNN convolutions
     mem = compiled.memory(exe)
     free, source = free_bytes()
     out["step"] = dict(flops=flops, flops_per_image=flops / batch, memory_per_device=mem.total,

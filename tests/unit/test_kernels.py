@@ -163,8 +163,13 @@ def test_kernels_are_chosen_per_backend_unless_forced(monkeypatch):
         assert kernels.current().conv == "xla"
     monkeypatch.setenv("KDJAX_FAST_CONV", "0")  # ablation override of one part
     assert (kernels.select("cpu_tuned").batch_norm, kernels.select("cpu_tuned").conv) == ("custom_vjp", "xla")
+    monkeypatch.delenv("KDJAX_FAST_CONV")
+    k = kernels.select("onednn", "cpu")
+    assert (k.name, k.batch_norm, k.conv) == ("onednn", "custom_vjp", "onednn")
+    monkeypatch.setenv("KDJAX_CONV", "onednn")  # the benchmarks' override of the convolution part
+    assert kernels.select("auto", "cpu").conv == "onednn" and kernels.select("xla", "gpu").conv == "onednn"
     with pytest.raises(ValueError, match="kernels"):
-        kernels.select("onednn")
+        kernels.select("oneDNN")
 
 
 def test_a_resnet_trains_the_same_with_either_kernels():

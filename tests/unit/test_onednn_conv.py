@@ -309,6 +309,36 @@ def test_zoo_layers_through_the_fast_conv_hook(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * float(jnp.max(jnp.abs(b))) + 1e-6)
 
 
+@needs_kernels
+def test_config_kernels_onednn_routes_a_distillation_model(monkeypatch):
+    """config.kernels='onednn' (no KDJAX_CONV): resnet8x4 inside DistillationModel traces FFI convolutions, and its
+    training-mode outputs and parameter gradients equal kernels='cpu_tuned' (the set it falls back to)."""
+    import ml_collections
+
+    from kdjax.models.distillation import DistillationModel, build_submodels
+
+    monkeypatch.delenv("KDJAX_CONV", raising=False)
+    monkeypatch.setattr(fast_conv, "BACKEND", "xla")
+    cfg = ml_collections.ConfigDict({"Student": {"arch": "resnet8x4", "frozen": False, "init": "", "capture": ()}})
+    x = jnp.asarray(np.random.default_rng(5).standard_normal((4, 16, 16, 3)), jnp.float32)
+    results = {}
+    for choice in ("cpu_tuned", "onednn"):
+        model = DistillationModel(build_submodels(cfg, 10), kernels=choice)
+        variables = model.init_variables(jax.random.PRNGKey(0), x)
+        params, stats = {"Student": variables["Student"]["params"]}, {"Student": variables["Student"]["batch_stats"]}
+
+        def loss(p):
+            out, _ = model.apply(p, stats, {}, x, train=True, rng=jax.random.PRNGKey(1))
+            return jnp.sum(out["Student"]["logits"] * jnp.arange(10.0)), out
+
+        lowered = jax.jit(jax.value_and_grad(loss, has_aux=True)).lower(params)
+        assert ("kdjax_onednn_conv_bwd_weights" in lowered.as_text()) == (choice == "onednn")
+        results[choice] = lowered.compile()(params)
+    for a, b in zip(jax.tree_util.tree_leaves(results["onednn"]), jax.tree_util.tree_leaves(results["cpu_tuned"])):
+        scale = float(np.max(np.abs(b))) or 1.0
+        np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=2e-5)
+
+
 def test_fallback_when_not_built(monkeypatch, capsys):
     """Without the library: available() is False with a reason, conv2d and the fast_conv hook compute with XLA,
     and the process says so once."""
@@ -415,3 +445,30 @@ def test_conv_choice_from_env_or_config_value(monkeypatch, capsys):
     assert fast_conv.conv_choice() == "xla" and fast_conv.conv_choice() == "xla"
     err = capsys.readouterr().err
     assert err.count("unknown convolution choice 'oneDNN'") == 1, err
+
+
+@needs_kernels
+@pytest.mark.parametrize("stride,kernel,pad", [(1, 3, 1), (2, 3, 1), (2, 1, 0)])
+def test_flops_of_a_step_count_the_onednn_convolutions(stride, kernel, pad):
+    """XLA's cost analysis counts the FFI calls as zero; tools/mfu.step_flops adds them back from the HLO text, each
+    call counted as XLA counts the forward convolution (multiply-adds that read the input, not the padding). At
+    stride 1 the whole forward + backward step then has the FLOPs of the same step on XLA's convolutions (at stride 2
+    XLA also counts the zeros of its dilated input gradient)."""
+    from kdjax.runtime.compiled import cost
+    from kdjax.tools import mfu
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((4, 13, 12, 8)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, 8, 16)), jnp.float32)
+    strides, padding = (stride, stride), ((pad, pad), (pad, pad))
+
+    def step(conv):
+        return jax.jit(jax.value_and_grad(lambda a, b: jnp.sum(conv(a, b) ** 2), (0, 1))).lower(x, w).compile()
+
+    ours = step(lambda a, b: onednn.conv2d(a, b, strides, padding))
+    assert "kdjax_onednn_conv_bwd_weights" in ours.as_text()
+    forward = cost(jax.jit(lambda a, b: _reference(a, b, strides, padding, 1, (1, 1))).lower(x, w).compile())
+    assert onednn.hlo_flops(ours.as_text()) == 3 * forward["flops"]  # forward, input gradient, weight gradient
+    if stride == 1:
+        ref = step(lambda a, b: _reference(a, b, strides, padding, 1, (1, 1)))
+        assert mfu.step_flops(ours, 1) == pytest.approx(mfu.step_flops(ref, 1), rel=0.02)

@@ -18,6 +18,7 @@ and `conv2d` is `lax.conv_general_dilated` (with one warning line per process).
 import ctypes
 import functools
 import os
+import re
 import sys
 import threading
 from typing import Optional, Tuple
@@ -258,3 +259,53 @@ def conv2d(x, w, strides=(1, 1), padding=((0, 0), (0, 0)), groups: int = 1, dila
         return _conv(x, w, strides, padding, groups, dilation)
     return lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
                                     dimension_numbers=DIMENSION_NUMBERS, feature_group_count=groups)
+
+
+_TARGET = re.compile(r'custom_call_target="(kdjax_onednn_conv_\w+)"')
+_ARRAY = re.compile(r"\b(?:f32|bf16)\[([\d,]*)\]")
+
+
+def _dims(text: str):
+    return [tuple(int(d) for d in dims.split(",") if d) for dims in _ARRAY.findall(text)]
+
+
+def _attr(line: str, name: str, size: int):
+    """An integer array attribute of the call's backend_config: `name = dense<1> : ...` or `dense<[2, 2]> : ...`."""
+    m = re.search(name + r" = dense<\[?([-\d, ]+)\]?>", line)
+    values = [int(v) for v in m.group(1).split(",")]
+    return values * size if len(values) == 1 else values
+
+
+def _taps(size, out, k, stride, pad_lo, dilation):
+    """Multiply-adds per output column along one spatial axis that read the input, not the padding."""
+    return sum(1 for o in range(out) for t in range(k) if 0 <= o * stride - pad_lo + t * dilation < size)
+
+
+def hlo_flops(hlo_text: str) -> float:
+    """FLOPs of the oneDNN convolutions in a compiled module's text (`compiled.as_text()`), which XLA's cost analysis
+    counts as zero (custom calls are opaque to it). Counted as XLA counts a convolution: 2 per multiply-add that
+    reads the input, not the padding; the same number for the forward call (x, w) -> y, backward data
+    (dY, w, order) -> dX and backward weights (x, dY) -> dW. Operand shapes come from the call's
+    operand_layout_constraints (the compiled text names operands without shapes), strides etc. from its attributes."""
+    total = 0.0
+    for line in hlo_text.splitlines():
+        m = _TARGET.search(line)
+        if not m or "custom-call(" not in line:
+            continue
+        result = _dims(line[:line.index("custom-call(")])[0]
+        constraints = line.split("operand_layout_constraints={", 1)
+        operands = _dims(constraints[1].split("}, api_version", 1)[0] if len(constraints) == 2
+                         else line[line.index("custom-call("):])
+        kind = m.group(1)
+        if kind == "kdjax_onednn_conv_fwd":
+            x, w, y = operands[0], operands[1], result
+        elif kind == "kdjax_onednn_conv_bwd_data":
+            x, w, y = result, operands[1], operands[0]
+        else:  # bwd_weights
+            x, w, y = operands[0], result, operands[1]
+        strides, dilation, padding = _attr(line, "strides", 2), _attr(line, "dilation", 2), _attr(line, "padding", 4)
+        groups = int(re.search(r"groups = (\d+)", line).group(1))
+        pad_lo = (padding[0], padding[2])  # (lo_h, hi_h, lo_w, hi_w), as _attrs writes it
+        taps = [_taps(x[1 + i], y[1 + i], w[i], strides[i], pad_lo[i], dilation[i]) for i in range(2)]
+        total += 2.0 * y[0] * y[3] * (x[3] // groups) * taps[0] * taps[1]
+    return total
