@@ -18,7 +18,8 @@ resnet32x4→resnet8x4 DKD step (benchmarks/README.md), each alternately against
   --xla_cpu_parallel_codegen_split_count=1
       one LLVM module instead of 32 chunks: ~25 MB less resident code; compiles ~2 s slower on this step.
 
-and glibc malloc's arena count (`kdjax.runtime.host_memory.configure_malloc`: 2 arenas instead of 8 per core).
+JAX's persistent compilation cache in `<kdjax cache>/xla` (kdjax/runtime/cache_dir.py; KDJAX_COMPILE_CACHE=0 or a
+JAX_COMPILATION_CACHE_DIR of your own: not this one), and glibc malloc's arena count (`kdjax.runtime.host_memory.configure_malloc`: 2 arenas instead of 8 per core).
 
 `KDJAX_XLA_FLAGS=0` sets no XLA flag, `KDJAX_MALLOC=0` leaves malloc alone. Neither changes results beyond
 float rounding; the tests pass with and without them.
@@ -49,6 +50,7 @@ def apply(flags=None) -> str:
 
 apply()
 
-from kdjax.runtime import host_memory  # noqa: E402  (no jax import at module level)
+from kdjax.runtime import cache_dir, host_memory  # noqa: E402  (no jax import at module level)
 
 host_memory.configure_malloc()
+cache_dir.use_compilation_cache()

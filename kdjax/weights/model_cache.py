@@ -21,21 +21,13 @@ import shutil
 import tempfile
 from typing import Optional
 
-OFF = ("", "0", "off", "none", "false", "no")
+from kdjax.runtime.cache_dir import cache_root  # noqa: F401  (also this module's API: tests, tools)
+
 IDENTITY_FILE = "identity.json"
 _DATA_FIELDS = ("name", "source", "tfds_data_dir", "data_dir", "train_split", "root", "train_list", "unlabeled_list",
                 "unlabeled_split", "unlabeled_ratio", "num_classes", "train_limit", "augment", "image_size",
                 "crop_scale", "mixup_alpha", "cutmix_alpha", "skip_bad_images", "label_names_file", "interpolation")
 _PATH_FIELDS = ("tfds_data_dir", "data_dir", "root", "train_list", "unlabeled_list", "label_names_file")
-
-
-def cache_root() -> Optional[str]:
-    """The cache directory, or None when KDJAX_CACHE turns it off."""
-    value = os.environ.get("KDJAX_CACHE")
-    if value is not None:
-        return None if value.strip().lower() in OFF else os.path.abspath(os.path.expanduser(value))
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "kdjax")
 
 
 def _plain(v):
