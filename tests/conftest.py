@@ -84,6 +84,24 @@ def _rerun_in_install_venv(config):
         _reexec(python)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """The whole suite (`python -m pytest -q tests`) runs on 2 worker processes when pytest-xdist is installed (it is
+    in requirements.txt) and the machine has 2 cores: most tests are compile-bound, and XLA compiles on one core.
+    Files stay whole (`--dist loadfile`: a module's fixtures are built once). KDJAX_TEST_WORKERS=N chooses (1: one
+    process); `-n` on the command line wins; a run of some files or tests stays in one process."""
+    if hasattr(config, "workerinput") or config.pluginmanager.getplugin("xdist") is None:
+        return None
+    if getattr(config.option, "numprocesses", None) or config.option.collectonly:
+        return None
+    whole_suite = [os.path.realpath(a) for a in config.args] == [os.path.join(REPO, "tests")]
+    workers = int(os.environ.get("KDJAX_TEST_WORKERS", "0") or 0) or (min(2, os.cpu_count() or 1) if whole_suite else 1)
+    if workers > 1:
+        config.option.numprocesses = workers
+        config.option.dist = "loadfile"
+    return None
+
+
 def pytest_unconfigure(config):
     shutil.rmtree(TEST_CACHE, ignore_errors=True)
 

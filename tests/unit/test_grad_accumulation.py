@@ -135,7 +135,9 @@ def _one_update(entry, accum: int):
 def _assert_exact(entry):
     full, loss_full = _one_update(entry, 1)
     split, loss_split = _one_update(entry, ACCUM)
-    np.testing.assert_allclose(loss_split, loss_full, rtol=1e-5)
+    # float32 summation order only (micro-batch sums vs one sum): the same 2e-5 as the parameters below (VID's loss
+    # differed by 1.02e-5 relative with XLA:CPU's backend optimisation off); a non-separable loss differs by > 5%
+    np.testing.assert_allclose(loss_split, loss_full, rtol=2e-5)
     changed = 0
     for (path, a), (_, b) in zip(jax.tree_util.tree_leaves_with_path(split), jax.tree_util.tree_leaves_with_path(full)):
         scale = float(np.max(np.abs(b))) or 1.0
