@@ -5,7 +5,8 @@
   xla/     JAX's persistent compilation cache: a rerun, a resumed run or the next sweep trial with the same step
            loads the compiled executable instead of compiling it again (the default run's 1-epoch smoke: 21 s -> 12 s;
            results identical). Set before JAX starts (runtime/xla_flags.py); a JAX_COMPILATION_CACHE_DIR of your own
-           wins, KDJAX_COMPILE_CACHE=0 turns only this one off. JAX keys each entry by the program, the compile
+           wins, KDJAX_COMPILE_CACHE=0 turns only this one off
+           (kdjax.tools.bench sets it: its compile_s must time a compile). JAX keys each entry by the program, the compile
            options, the JAX/XLA version and the device, so a changed program compiles afresh. Bounded at 2 GiB
            (least recently used entries go first; JAX_COMPILATION_CACHE_MAX_SIZE of your own wins).
 """

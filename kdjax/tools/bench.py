@@ -17,10 +17,13 @@ After compiling and warming up it prints `ready`, then reads commands from stdin
 prints its wall and CPU seconds; `done` prints the JSON line (over the served steps) and exits.
 """
 
-import kdjax.runtime.xla_flags  # noqa: F401  (must come before jax)
+import os
+
+# compile_s times a compile: no persistent compilation cache here unless asked (KDJAX_COMPILE_CACHE=1)
+os.environ.setdefault("KDJAX_COMPILE_CACHE", "0")
+import kdjax.runtime.xla_flags  # noqa: E402,F401  (must come before jax)
 
 import json
-import os
 import resource
 import statistics
 import sys
