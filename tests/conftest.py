@@ -57,6 +57,27 @@ def tiny(config, *, train_limit=1024, test_limit=500, batch=64, epochs=2.0, pret
     return config
 
 
+def resnet_student_loss(kernels: str, x):
+    """(loss, params) of a resnet8x4 student inside DistillationModel with `kernels`, in training mode: loss(params)
+    = (sum of logits · class index, (outputs, updated batch statistics)), for comparing kernel sets."""
+    import jax
+    import jax.numpy as jnp
+    import ml_collections
+
+    from kdjax.models.distillation import DistillationModel, build_submodels
+
+    cfg = ml_collections.ConfigDict({"Student": {"arch": "resnet8x4", "frozen": False, "init": "", "capture": ()}})
+    model = DistillationModel(build_submodels(cfg, 10), kernels=kernels)
+    variables = model.init_variables(jax.random.PRNGKey(0), x)
+    params, stats = {"Student": variables["Student"]["params"]}, {"Student": variables["Student"]["batch_stats"]}
+
+    def loss(p):
+        out, new_stats = model.apply(p, stats, {}, x, train=True, rng=jax.random.PRNGKey(1))
+        return jnp.sum(out["Student"]["logits"] * jnp.arange(10.0)), (out, new_stats)
+
+    return loss, params
+
+
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO

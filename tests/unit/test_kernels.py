@@ -175,21 +175,12 @@ def test_kernels_are_chosen_per_backend_unless_forced(monkeypatch):
 def test_a_resnet_trains_the_same_with_either_kernels():
     """resnet8x4 through DistillationModel: training-mode outputs, updated running statistics and every parameter
     gradient agree between kernels='xla' and kernels='cpu_tuned' (strided convs and BatchNorms included)."""
-    from kdjax.models.distillation import DistillationModel, build_submodels
-    import ml_collections
+    from conftest import resnet_student_loss
 
-    cfg = ml_collections.ConfigDict({"Student": {"arch": "resnet8x4", "frozen": False, "init": "", "capture": ()}})
     x = jnp.asarray(np.random.default_rng(3).standard_normal((4, 12, 12, 3)), jnp.float32)
     results = {}
     for choice in ("xla", "cpu_tuned"):
-        model = DistillationModel(build_submodels(cfg, 10), kernels=choice)
-        variables = model.init_variables(jax.random.PRNGKey(0), x)
-        params, stats = {"Student": variables["Student"]["params"]}, {"Student": variables["Student"]["batch_stats"]}
-
-        def loss(p):
-            out, new_stats = model.apply(p, stats, {}, x, train=True, rng=jax.random.PRNGKey(1))
-            return jnp.sum(out["Student"]["logits"] * jnp.arange(10.0)), (out, new_stats)
-
+        loss, params = resnet_student_loss(choice, x)
         traced = str(jax.make_jaxpr(lambda p: loss(p)[0])(params))
         assert ("custom_vjp_call" in traced) == (choice == "cpu_tuned")
         (_, (out, new_stats)), grads = jax.value_and_grad(loss, has_aux=True)(params)

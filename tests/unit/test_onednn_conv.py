@@ -316,23 +316,18 @@ def test_zoo_layers_through_the_fast_conv_hook(monkeypatch):
 def test_config_kernels_onednn_routes_a_distillation_model(monkeypatch):
     """config.kernels='onednn' (no KDJAX_CONV): resnet8x4 inside DistillationModel traces FFI convolutions, and its
     training-mode outputs and parameter gradients equal kernels='cpu_tuned' (the set it falls back to)."""
-    import ml_collections
-
-    from kdjax.models.distillation import DistillationModel, build_submodels
+    from conftest import resnet_student_loss
 
     monkeypatch.delenv("KDJAX_CONV", raising=False)
     monkeypatch.setattr(fast_conv, "BACKEND", "xla")
-    cfg = ml_collections.ConfigDict({"Student": {"arch": "resnet8x4", "frozen": False, "init": "", "capture": ()}})
     x = jnp.asarray(np.random.default_rng(5).standard_normal((4, 16, 16, 3)), jnp.float32)
     results = {}
     for choice in ("cpu_tuned", "onednn"):
-        model = DistillationModel(build_submodels(cfg, 10), kernels=choice)
-        variables = model.init_variables(jax.random.PRNGKey(0), x)
-        params, stats = {"Student": variables["Student"]["params"]}, {"Student": variables["Student"]["batch_stats"]}
+        full_loss, params = resnet_student_loss(choice, x)
 
-        def loss(p):
-            out, _ = model.apply(p, stats, {}, x, train=True, rng=jax.random.PRNGKey(1))
-            return jnp.sum(out["Student"]["logits"] * jnp.arange(10.0)), out
+        def loss(p, full_loss=full_loss):  # outputs only, as before: the statistics are test_kernels.py's concern
+            value, (out, _) = full_loss(p)
+            return value, out
 
         lowered = jax.jit(jax.value_and_grad(loss, has_aux=True)).lower(params)
         assert ("kdjax_onednn_conv_bwd_weights" in lowered.as_text()) == (choice == "onednn")
