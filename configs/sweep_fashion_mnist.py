@@ -89,6 +89,10 @@ def get_config(arg=None):
     c.seeds = (0, 1, 2, 3, 4)
     c.seeds_for = ml_collections.ConfigDict()  # per-method seeds where a method gets fewer runs (say so in results)
     c.label = ""                    # a line at the top of the report (reduced runs say so there)
+    # runs at once, each its own process on its share of the CPU cores (kdjax/tools/sweep_workers.py); 0: one per
+    # core. This 6.9k-parameter student barely uses a second core, so one worker per core finishes ~N× the runs,
+    # and every run then computes on one thread whatever the machine. 1 on a GPU/TPU.
+    c.workers = 0
     if arg == "quick":  # a smoke run: fewer methods, seeds and trials, a short budget on a few images
         c.methods = ("baseline", "kd", "fitnet")
         c.grids = {"baseline": (("optim.lr", (0.05, 0.1)),), "kd": (("losses.kd.weight", (0.5, 0.9)),),

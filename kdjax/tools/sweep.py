@@ -165,6 +165,9 @@ def _check_protocol(sweep):
     if "baseline" not in sweep.methods:
         raise ConfigError("methods", "must include 'baseline': gains are paired differences against it")
     sweep_grid.check_budgets(sweep)
+    n = sweep.get("workers", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigError("workers", f"is {n!r}: runs at once, an integer >= 1 (0: one per CPU core)")
     if int(sweep.tune_seed) in set(int(s) for m in sweep.methods for s in seeds_of(sweep, m)):
         raise ConfigError("tune_seed", f"{sweep.tune_seed} is also a final seed; tuning on a seed that is then "
                                        f"reported favours the chosen settings on it: use another")
@@ -199,25 +202,16 @@ def _sweep_locked(sweep, workdir: str) -> dict:
             if train.run(teacher_config(sweep, name), directory).get("preempted"):
                 return _stopped()
     exports = {name: os.path.join(teacher_dir(workdir, name), "export") for name in names}
-    progress = _Progress(sweep, workdir)
-    for method in sweep.methods:  # 1. tuning: one seed per trial, validation only
-        for k, settings in enumerate(sweep_grid.trials(sweep, method)):
-            directory = trial_dir(workdir, method, k)
-            if _done(directory):
-                continue
-            progress.say(f"tuning {method}, trial {k} ({sweep_grid.describe(settings)})")
-            config = run_config(sweep, method, int(sweep.tune_seed), exports, settings, final_test=False)
-            if train.run(config, directory).get("preempted"):
-                return _stopped()
-            progress.ran()
-    for method in sweep.methods:  # 2. final runs: the chosen settings, every seed, the test split once per run
-        settings = chosen(sweep, workdir, method)[1]
-        for seed in seeds_of(sweep, method):
-            directory = run_dir(workdir, method, seed)
-            if _done(directory):
-                continue
-            progress.say(f"{method}, seed {seed} ({sweep_grid.describe(settings)})")
-            if train.run(run_config(sweep, method, seed, exports, settings), directory).get("preempted"):
+    if workers(sweep) > 1:
+        from kdjax.tools import sweep_workers
+
+        if not sweep_workers.run(sweep, workdir, exports, workers(sweep)):
+            return _stopped()
+    else:
+        progress = _Progress(sweep, workdir)
+        for directory, what, config in pending_runs(sweep, workdir, exports):
+            progress.say(what)
+            if train.run(config(), directory).get("preempted"):
                 return _stopped()
             progress.ran()
     results = collect(sweep, workdir)
@@ -228,12 +222,52 @@ def _sweep_locked(sweep, workdir: str) -> dict:
     return results
 
 
+def pending_runs(sweep, workdir: str, exports: dict):
+    """The runs not finished yet, in protocol order: (directory, what, config thunk).
+
+    1. tuning: one seed per trial, validation only; 2. final runs: a method's chosen settings with every seed, the
+    test split once per run, listed once all of that method's trials are finished (read again after each run, so
+    a run another worker finishes meanwhile is skipped)."""
+    for method in sweep.methods:
+        for k, settings in enumerate(sweep_grid.trials(sweep, method)):
+            directory = trial_dir(workdir, method, k)
+            if not _done(directory):
+                yield (directory, f"tuning {method}, trial {k} ({sweep_grid.describe(settings)})",
+                       lambda m=method, s=settings: run_config(sweep, m, int(sweep.tune_seed), exports, s,
+                                                               final_test=False))
+    for method in sweep.methods:
+        if not all(_done(trial_dir(workdir, method, k)) for k in range(len(sweep_grid.trials(sweep, method)))):
+            continue
+        settings = chosen(sweep, workdir, method)[1]
+        for seed in seeds_of(sweep, method):
+            directory = run_dir(workdir, method, seed)
+            if not _done(directory):
+                yield (directory, f"{method}, seed {seed} ({sweep_grid.describe(settings)})",
+                       lambda m=method, s=seed, st=settings: run_config(sweep, m, s, exports, st))
+
+
+def all_runs(sweep, workdir: str):
+    """Every run directory of the protocol (tuning trials, then final runs)."""
+    return ([trial_dir(workdir, m, k) for m in sweep.methods for k in range(len(sweep_grid.trials(sweep, m)))]
+            + [run_dir(workdir, m, s) for m in sweep.methods for s in seeds_of(sweep, m)])
+
+
+def workers(sweep) -> int:
+    """`workers` (default 1): runs at once, each its own process on its share of the CPU cores; 0: one per core
+    on CPU, 1 on an accelerator."""
+    n = int(sweep.get("workers", 1) or 0)
+    if n > 0:
+        return n
+    import jax
+
+    return len(os.sched_getaffinity(0)) if jax.default_backend() == "cpu" else 1
+
+
 class _Progress:
     """'run i/N' lines with the time left, estimated from the runs this invocation has finished."""
 
     def __init__(self, sweep, workdir):
-        self.todo = [trial_dir(workdir, m, k) for m in sweep.methods for k in range(len(sweep_grid.trials(sweep, m)))]
-        self.todo += [run_dir(workdir, m, s) for m in sweep.methods for s in seeds_of(sweep, m)]
+        self.todo = all_runs(sweep, workdir)
         self.started, self.finished = time.time(), 0
 
     def say(self, what: str):
@@ -325,7 +359,8 @@ def protocol(sweep) -> dict:
             "optim": {k: (list(v) if isinstance(v, tuple) else v) for k, v in b.optim.items()},
             "augment": b.data.augment, "teacher": sweep.teacher.arch, "teacher_epochs": float(sweep.teacher_epochs),
             "student": sweep.student.arch, "seeds": [int(s) for s in sweep.seeds], "tune_seed": int(sweep.tune_seed),
-            "label": sweep.get("label", "")}
+            "label": sweep.get("label", ""), "workers": workers(sweep),
+            "cores_per_worker": len(os.sched_getaffinity(0)) // workers(sweep)}
 
 
 def _describe(entry) -> str:

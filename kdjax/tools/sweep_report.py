@@ -69,7 +69,16 @@ def protocol_paragraph(results: dict) -> str:
         f"with the weights of its best validation epoch (earliest on a tie); the test split chooses nothing. Gains "
         f"are reported as mean ± standard error over the paired seeds with a 95% t confidence interval, Cohen's d_z "
         f"(mean/sd of the differences), the two-sided paired t-test p-value and its Holm–Bonferroni adjustment over "
-        f"all methods; mean ± std of accuracy is over the seeds.")
+        f"all methods; mean ± std of accuracy is over the seeds." + _execution(p))
+
+
+def _execution(p: dict) -> str:
+    """How the runs were executed: their thread count changes results at float-rounding level."""
+    if "workers" not in p:
+        return ""
+    cores = p.get("cores_per_worker")
+    each = f", each process on {cores} CPU core{'s' if cores != 1 else ''}" if cores else ""
+    return f" Runs went {p['workers']} at a time{each} (`workers` in the sweep config)."
 
 
 def _fmt(v, spec=".2f", none="–"):

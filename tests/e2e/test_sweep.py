@@ -27,6 +27,7 @@ def _tiny_sweep():
         cfg.base.train.log_every_steps = 2
         cfg.base.train.eval_batch_size = 100
         cfg.label = "tiny test sweep"
+        cfg.workers = 1  # in this process (test_sweep_workers.py runs the same sweep on two worker processes)
     return cfg
 
 
