@@ -67,8 +67,8 @@ def run(sweep, workdir: str, exports: dict, n: int) -> bool:
     print(f"sweep: {n} workers, cores {groups}; each run's output: {os.path.join(workdir, 'logs', 'worker<i>.log')}",
           flush=True)
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_worker, args=(sweep, workdir, exports, i, n, groups[i]), name=f"sweep-worker{i}")
-             for i in range(n)]
+    procs = [context.Process(target=_worker, args=(sweep, workdir, exports, i, n, groups[i], os.getpid()),
+                             name=f"sweep-worker{i}") for i in range(n)]
     forwarded = []
 
     def forward(*_):  # SIGTERM: every worker checkpoints and stops; this process waits for them
@@ -111,7 +111,19 @@ def _claim(workdir: str, directory: str):
     return fd
 
 
-def _worker(sweep, workdir: str, exports: dict, index: int, n: int, cores):
+def _stop_with_parent(parent: int):
+    """A worker gets SIGTERM (checkpoint and stop) when the sweep process dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(sweep, workdir: str, exports: dict, index: int, n: int, cores, parent: int):
     """One worker process: pinned to `cores`, output to its log, runs until nothing is left (exit 0), stopped by
     SIGTERM (exit 0, runs resumable) or a run's error (exit 1, the error in its log and one line on the terminal)."""
     os.sched_setaffinity(0, cores)  # before JAX creates its CPU client, which sizes its thread pool from this
@@ -133,8 +145,12 @@ def _worker(sweep, workdir: str, exports: dict, index: int, n: int, cores):
 
     absl_logging.set_verbosity(absl_logging.WARNING)
     preemption.listen_for_sigterm()
+    _stop_with_parent(parent)
     try:
         _work(sweep, workdir, exports, n, say)
+    except KeyboardInterrupt:  # Ctrl-C reaches every worker: finished runs are kept, the same command resumes
+        say("interrupted; run the same command again to resume")
+        os._exit(130)
     except BaseException as e:  # noqa: BLE001  (the parent reports the worker; the details go to its log)
         traceback.print_exc()
         say(f"stopped with an error: {type(e).__name__}: {e}")
