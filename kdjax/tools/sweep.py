@@ -225,9 +225,9 @@ def _sweep_locked(sweep, workdir: str) -> dict:
 def pending_runs(sweep, workdir: str, exports: dict):
     """The runs not finished yet, in protocol order: (directory, what, config thunk).
 
-    1. tuning: one seed per trial, validation only; 2. final runs: a method's chosen settings with every seed, the
-    test split once per run, listed once all of that method's trials are finished (read again after each run, so
-    a run another worker finishes meanwhile is skipped)."""
+    1. tuning: one seed per trial, validation only; 2. final runs, seed by seed: a method's chosen settings, the
+    test split once per run, listed once all of that method's trials are finished. Callers list again after each
+    run (a run another worker finished meanwhile is then skipped)."""
     for method in sweep.methods:
         for k, settings in enumerate(sweep_grid.trials(sweep, method)):
             directory = trial_dir(workdir, method, k)
@@ -235,15 +235,16 @@ def pending_runs(sweep, workdir: str, exports: dict):
                 yield (directory, f"tuning {method}, trial {k} ({sweep_grid.describe(settings)})",
                        lambda m=method, s=settings: run_config(sweep, m, int(sweep.tune_seed), exports, s,
                                                                final_test=False))
-    for method in sweep.methods:
-        if not all(_done(trial_dir(workdir, method, k)) for k in range(len(sweep_grid.trials(sweep, method)))):
-            continue
-        settings = chosen(sweep, workdir, method)[1]
-        for seed in seeds_of(sweep, method):
+    tuned = {m: all(_done(trial_dir(workdir, m, k)) for k in range(len(sweep_grid.trials(sweep, m))))
+             for m in sweep.methods}
+    settings = {m: chosen(sweep, workdir, m)[1] for m in sweep.methods if tuned[m]}
+    seeds = list(dict.fromkeys(s for m in sweep.methods for s in seeds_of(sweep, m)))
+    for seed in seeds:  # seed by seed: a sweep cut short has every method at the same number of seeds (±1)
+        for method in sweep.methods:
             directory = run_dir(workdir, method, seed)
-            if not _done(directory):
-                yield (directory, f"{method}, seed {seed} ({sweep_grid.describe(settings)})",
-                       lambda m=method, s=seed, st=settings: run_config(sweep, m, s, exports, st))
+            if tuned[method] and seed in seeds_of(sweep, method) and not _done(directory):
+                yield (directory, f"{method}, seed {seed} ({sweep_grid.describe(settings[method])})",
+                       lambda m=method, s=seed: run_config(sweep, m, s, exports, settings[m]))
 
 
 def all_runs(sweep, workdir: str):

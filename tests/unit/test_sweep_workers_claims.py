@@ -75,6 +75,10 @@ def test_final_runs_become_ready_only_when_every_trial_of_their_method_is_finish
     d, what, config = next(r for r in sweep.pending_runs(cfg, w, exports) if "runs/baseline" in r[0])
     assert config().optim.lr == sweep.grid_trials(cfg, "baseline")[1]["optim.lr"] and config().seed == 0
     assert "baseline, seed 0" in what
+    # once every method is tuned, the final runs go seed by seed across methods (a cut-short sweep stays paired)
+    for k in (1, 2, 3):
+        _finish(sweep.trial_dir(w, "kd", k), 0.1)
+    assert ready() == ["runs/baseline/seed0", "runs/kd/seed0", "runs/baseline/seed1", "runs/kd/seed1"]
 
 
 def test_a_bad_worker_count_is_refused_in_one_line_naming_the_field(tmp_path):
