@@ -61,7 +61,8 @@ GRIDS = {
     "vid": (("losses.vid.weight", (0.25, 0.5, 1.0, 2.0)),),
     "ofd": (("losses.ofd.weight", (0.0003, 0.001, 0.003, 0.01)),),
     "ickd": (("losses.ickd.weight", (0.5, 1.0, 2.5, 5.0)),),
-    "kd_dot": (("losses.kd.weight", (0.5, 0.9)), ("optim.delta", (0.075, 0.15))),
+    # DOT: momentum 0.9 ± delta needs delta < 0.1 (0.15 made the distillation momentum 1.05 and diverged)
+    "kd_dot": (("losses.kd.weight", (0.5, 0.9)), ("optim.delta", (0.075, 0.05))),
 }
 
 

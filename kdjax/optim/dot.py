@@ -40,6 +40,10 @@ def check_dot(optim, field: str = "optim") -> None:
     if mu - delta < 0 or mu + delta < 0:
         raise ConfigError(f"{field}.delta", f"momentum ± delta must be >= 0 (the reference refuses negative momenta), "
                                             f"got momentum={mu}, delta={delta}")
+    if mu + delta >= 1:  # optim.momentum itself must be < 1 for the same reason (kdjax/config/fields.py)
+        raise ConfigError(f"{field}.delta", f"momentum + delta = {mu + delta:g} >= 1: the distillation momentum "
+                                            f"buffer would grow without bound (training diverges); use delta < "
+                                            f"{1 - mu:g} with momentum={mu}")
     if optim.get("nesterov", False):
         raise ConfigError(f"{field}.nesterov", "DOT is plain momentum SGD (no Nesterov); set optim.nesterov=False")
     if float(optim.get("grad_clip_norm", 0.0) or 0.0) > 0:

@@ -186,8 +186,33 @@ def run_dir(workdir: str, method: str, seed: int) -> str:
     return os.path.join(workdir, "runs", method, f"seed{seed}")
 
 
+DIVERGED = "diverged.json"
+
+
 def _done(directory: str) -> bool:
-    return os.path.isfile(os.path.join(directory, "summary.json"))
+    """Finished: a summary, or (tuning trials only) the record that it diverged."""
+    return any(os.path.isfile(os.path.join(directory, f)) for f in ("summary.json", DIVERGED))
+
+
+def execute(config, directory: str) -> dict:
+    """train.run; a tuning trial (no final test) whose training turns non-finite is a result, not a failure: its
+    setting diverged. Recorded in DIRECTORY/diverged.json, reported as such and never chosen. A final run that
+    diverges stops the sweep (its seed would be missing from the paired comparison)."""
+    from kdjax import train
+    from kdjax.runtime.loop import NonFiniteLoss
+
+    try:
+        return train.run(config, directory)
+    except NonFiniteLoss as e:
+        if config.train.final_test:
+            raise
+        from kdjax.runtime.preemption import writing
+
+        with writing(), open(os.path.join(directory, DIVERGED), "w") as f:
+            json.dump({"error": str(e)}, f)
+        print(f"sweep: this trial diverged (recorded in {os.path.join(directory, DIVERGED)}; never chosen)",
+              flush=True)
+        return {}
 
 
 def _sweep_locked(sweep, workdir: str) -> dict:
@@ -211,7 +236,7 @@ def _sweep_locked(sweep, workdir: str) -> dict:
         progress = _Progress(sweep, workdir)
         for directory, what, config in pending_runs(sweep, workdir, exports):
             progress.say(what)
-            if train.run(config(), directory).get("preempted"):
+            if execute(config(), directory).get("preempted"):
                 return _stopped()
             progress.ran()
     results = collect(sweep, workdir)
@@ -297,15 +322,18 @@ def _val_key(sweep, method: str) -> str:
 
 
 def trial_scores(sweep, workdir: str, method: str):
-    """Each trial's last-epoch validation top-1 (the tuning criterion)."""
+    """Each trial's last-epoch validation top-1 (the tuning criterion); None for a trial that diverged."""
     key = _val_key(sweep, method)
-    return [_read(os.path.join(trial_dir(workdir, method, k), "summary.json"))["eval"][key]
-            for k in range(len(sweep_grid.trials(sweep, method)))]
+    out = []
+    for k in range(len(sweep_grid.trials(sweep, method))):
+        summary = os.path.join(trial_dir(workdir, method, k), "summary.json")
+        out.append(_read(summary)["eval"][key] if os.path.isfile(summary) else None)
+    return out
 
 
 def chosen(sweep, workdir: str, method: str):
     """(index, settings) of the method's best trial on validation."""
-    k = sweep_grid.choose(trial_scores(sweep, workdir, method))
+    k = sweep_grid.choose(trial_scores(sweep, workdir, method), method)
     return k, sweep_grid.trials(sweep, method)[k]
 
 
@@ -329,8 +357,7 @@ def collect(sweep, workdir: str) -> dict:
         if cfg.optim.name != sweep.base.optim.name:  # an optimizer method (DOT)
             losses += f"; optim {cfg.optim.name}(delta={cfg.optim.get('delta')})"
         r = {"losses": losses, "seeds": list(seeds_of(sweep, method)),
-             "trials": [{"settings": t, "val_top1": v,
-                         "seconds": _read(os.path.join(trial_dir(workdir, method, i), "result.json"))["seconds"]}
+             "trials": [{"settings": t, "val_top1": v, "seconds": _trial_seconds(trial_dir(workdir, method, i))}
                         for i, (t, v) in enumerate(zip(sweep_grid.trials(sweep, method), scores))],
              "chosen": k, "settings": settings,
              "last": [], "best": [], "best_step": [], "val_last": [], "val_best": [], "seconds": [], "curves": []}
@@ -348,6 +375,11 @@ def collect(sweep, workdir: str) -> dict:
             r["curves"].append([(ev["step"], ev[f"val/{name}/top1"]) for ev in evals])
         out["methods"][method] = r
     return out
+
+
+def _trial_seconds(directory: str):
+    path = os.path.join(directory, "result.json")
+    return _read(path)["seconds"] if os.path.isfile(path) else None  # (a diverged trial has no result)
 
 
 def protocol(sweep) -> dict:

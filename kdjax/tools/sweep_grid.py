@@ -8,7 +8,7 @@ the held-out validation split only; the first best trial in grid order wins a ti
 """
 
 import itertools
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from kdjax.errors import ConfigError
 
@@ -67,11 +67,15 @@ def apply(config, settings: Dict[str, object], method: str = ""):
     return config
 
 
-def choose(scores: List[float]) -> int:
-    """Index of the best validation score; the earliest in grid order on a tie."""
-    best = 0
-    for i, s in enumerate(scores):
-        if s > scores[best]:
+def choose(scores: List[Optional[float]], method: str = "") -> int:
+    """Index of the best validation score; the earliest in grid order on a tie. None: a trial that diverged."""
+    finite = [i for i, s in enumerate(scores) if s is not None]
+    if not finite:
+        raise ConfigError(f"grids.{method}", f"every trial diverged (non-finite loss; see each trial's diverged.json): "
+                                             f"add smaller values (loss weight, lr) to the grid")
+    best = finite[0]
+    for i in finite:
+        if scores[i] > scores[best]:
             best = i
     return best
 

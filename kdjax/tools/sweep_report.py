@@ -117,8 +117,9 @@ def _tuning(results: dict) -> list:
     lines = ["| method | trial | settings | validation top-1 (%) | s | chosen |", "| --- | --- | --- | --- | --- | --- |"]
     for method, r in results["methods"].items():
         for k, t in enumerate(r["trials"]):
-            lines.append(f"| {method} | {k} | {sweep_grid.describe(t['settings'])} | {100 * t['val_top1']:.2f} | "
-                         f"{t['seconds']:.0f} | {'**yes**' if k == r['chosen'] else ''} |")
+            val = "diverged" if t["val_top1"] is None else f"{100 * t['val_top1']:.2f}"
+            lines.append(f"| {method} | {k} | {sweep_grid.describe(t['settings'])} | {val} | "
+                         f"{_fmt(t['seconds'], '.0f')} | {'**yes**' if k == r['chosen'] else ''} |")
     return lines
 
 

@@ -159,7 +159,6 @@ def _worker(sweep, workdir: str, exports: dict, index: int, n: int, cores, paren
 
 
 def _work(sweep, workdir: str, exports: dict, n: int, say):
-    from kdjax import train
     from kdjax.tools import sweep as sweep_mod
 
     everything = sweep_mod.all_runs(sweep, workdir)
@@ -176,7 +175,7 @@ def _work(sweep, workdir: str, exports: dict, n: int, say):
                 left = sum(not sweep_mod._done(d) for d in everything)
                 eta = f", about {(time.time() - started) / ran * left / n / 60:.0f} min left" if ran else ""
                 say(f"run {len(everything) - left + 1}/{len(everything)}: {what}{eta}")
-                if train.run(config(), directory).get("preempted"):
+                if sweep_mod.execute(config(), directory).get("preempted"):
                     say("stopped; run the same command again to continue where it stopped")
                     return
                 ran += 1

@@ -147,6 +147,17 @@ def test_dot_settings_the_reference_lacks_are_refused(change, field):
     assert e.value.field == field
 
 
+@pytest.mark.parametrize("momentum,delta", [(0.9, 0.1), (0.9, 0.15), (0.5, 0.5)])
+def test_a_distillation_momentum_of_one_or_more_is_refused(momentum, delta):
+    # momentum + delta >= 1: the buffer sums gradients without decay (the sweep's delta 0.15 grid point diverged)
+    optim = ml_collections.ConfigDict(dict(name="dot", lr=0.1, momentum=momentum, nesterov=False, delta=delta,
+                                           weight_decay=5e-4, grad_clip_norm=0.0))
+    with pytest.raises(ConfigError, match=r"optim\.delta: momentum \+ delta = .* >= 1"):
+        check_optimizer(optim)
+    optim.delta = round(0.99 - momentum, 4)
+    check_optimizer(optim)
+
+
 def test_build_optimizer_gives_dot_with_the_two_momenta():
     optim = ml_collections.ConfigDict(dict(name="dot", lr=0.1, momentum=0.9, nesterov=False, delta=0.075,
                                            weight_decay=5e-4, schedule="constant"))
