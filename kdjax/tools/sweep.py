@@ -31,6 +31,8 @@ from kdjax.tools import sweep_grid, sweep_report
 
 _CONFIG = cli_flags.DEFINE_config_file("config", None, "Sweep config, e.g. configs/sweep_fashion_mnist.py.")
 _WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for the teacher, every run and the results.")
+_PARTIAL = cli_flags.DEFINE_bool("partial_report", False, "Write WORKDIR/partial/results.md from the runs finished "
+                                 "so far (labelled partial) and exit; trains nothing, works while the sweep runs.")
 
 
 def load_method_config(directory: str, method: str):
@@ -326,8 +328,9 @@ def trial_scores(sweep, workdir: str, method: str):
     key = _val_key(sweep, method)
     out = []
     for k in range(len(sweep_grid.trials(sweep, method))):
-        summary = os.path.join(trial_dir(workdir, method, k), "summary.json")
-        out.append(_read(summary)["eval"][key] if os.path.isfile(summary) else None)
+        directory = trial_dir(workdir, method, k)
+        diverged = os.path.isfile(os.path.join(directory, DIVERGED))
+        out.append(None if diverged else _read(os.path.join(directory, "summary.json"))["eval"][key])
     return out
 
 
@@ -337,8 +340,9 @@ def chosen(sweep, workdir: str, method: str):
     return k, sweep_grid.trials(sweep, method)[k]
 
 
-def collect(sweep, workdir: str) -> dict:
-    """Everything the report needs, read back from the runs' summaries and logs."""
+def collect(sweep, workdir: str, partial: bool = False) -> dict:
+    """Everything the report needs, read back from the runs' summaries and logs. `partial`: only the final runs
+    finished so far (a method without any is left out), labelled as such in the report."""
     teacher = _read(os.path.join(workdir, "teacher", "summary.json"))["eval"]
     out = {"protocol": protocol(sweep), "teacher": {"arch": sweep.teacher.arch, "top1": teacher["Teacher/top1"],
                                                     "val_top1": teacher.get("val/Teacher/top1")},
@@ -349,6 +353,11 @@ def collect(sweep, workdir: str) -> dict:
             out["extra_teachers"][name] = {"arch": teacher_entry(sweep, name).arch,
                                            "top1": _read(summary)["eval"]["Teacher/top1"]}
     for method in sweep.methods:
+        seeds = list(seeds_of(sweep, method))
+        if partial:
+            seeds = [s for s in seeds if _done(run_dir(workdir, method, s))]
+            if not seeds:
+                continue
         cfg = method_config(sweep, method, 0, "")
         name = cfg.export_model
         k, settings = chosen(sweep, workdir, method)
@@ -356,7 +365,7 @@ def collect(sweep, workdir: str) -> dict:
         losses = "; ".join(_describe(e) for e in cfg.losses.values())
         if cfg.optim.name != sweep.base.optim.name:  # an optimizer method (DOT)
             losses += f"; optim {cfg.optim.name}(delta={cfg.optim.get('delta')})"
-        r = {"losses": losses, "seeds": list(seeds_of(sweep, method)),
+        r = {"losses": losses, "seeds": seeds,
              "trials": [{"settings": t, "val_top1": v, "seconds": _trial_seconds(trial_dir(workdir, method, i))}
                         for i, (t, v) in enumerate(zip(sweep_grid.trials(sweep, method), scores))],
              "chosen": k, "settings": settings,
@@ -374,6 +383,16 @@ def collect(sweep, workdir: str) -> dict:
                 evals = [json.loads(line) for line in f if '"eval"' in line]
             r["curves"].append([(ev["step"], ev[f"val/{name}/top1"]) for ev in evals])
         out["methods"][method] = r
+    if partial:
+        counts = {m: len(r["seeds"]) for m, r in out["methods"].items()}
+        missing = [m for m in sweep.methods if m not in counts]
+        out["protocol"]["label"] = (
+            f"PARTIAL REPORT of an unfinished sweep: the final runs finished so far ({sum(counts.values())} of "
+            f"{sum(len(seeds_of(sweep, m)) for m in sweep.methods)}; {min(counts.values(), default=0)}–"
+            f"{max(counts.values(), default=0)} seeds per method"
+            + (f"; not yet run: {', '.join(missing)}" if missing else "")
+            + "); paired statistics over the seeds each method shares with the baseline. "
+            + out["protocol"].get("label", "")).strip()
     return out
 
 
@@ -416,6 +435,8 @@ def main(argv):
     from kdjax.runtime import preemption
 
     absl_logging.set_verbosity(absl_logging.WARNING)
+    if _PARTIAL.value:
+        return partial_report(_CONFIG.value, _WORKDIR.value)
     preemption.listen_for_sigterm()  # SIGTERM: a run checkpoints and the sweep stops (exit 0), or it exits at once
     if not _WORKDIR.value:
         raise KdjaxError("--workdir is required")
@@ -425,7 +446,25 @@ def main(argv):
           f"results.png")
 
 
-FLAG_NAMES = ('config', 'workdir')
+def partial_report(sweep, workdir: str):
+    """--partial_report: the report of the runs finished so far, into WORKDIR/partial/, without training (and
+    without the workdir's lock: a running sweep keeps going)."""
+    from kdjax.errors import KdjaxError
+
+    workdir = os.path.abspath(workdir or "")
+    if not os.path.isfile(os.path.join(workdir, "teacher", "summary.json")):
+        raise KdjaxError(f"--partial_report: {workdir} has no finished teacher yet: nothing to report")
+    results = collect(sweep, workdir, partial=True)
+    if "baseline" not in results["methods"]:
+        raise KdjaxError(f"--partial_report: no final run of the baseline has finished in {workdir} yet: "
+                         f"nothing to compare")
+    out = os.path.join(workdir, "partial")
+    sweep_report.write_report(results, out)
+    print(f"sweep: wrote {os.path.join(out, 'results.md')} (partial: the runs finished so far), results.json and "
+          f"results.png")
+
+
+FLAG_NAMES = ('config', 'workdir', 'partial_report')
 
 
 def cli():

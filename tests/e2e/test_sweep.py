@@ -78,6 +78,12 @@ def test_sweep_tunes_on_validation_runs_paired_seeds_reports_and_resumes(tmp_pat
     again = sweep.run_sweep(cfg, str(tmp_path))
     assert os.path.getmtime(summary) == before
     assert again["methods"]["kd"]["last"] == results["methods"]["kd"]["last"]
+    # a partial report (--partial_report) uses the final runs finished so far, pairs on the seeds they share
+    os.rename(summary, str(summary) + ".away")
+    partial = sweep.collect(cfg, str(tmp_path), partial=True)
+    assert partial["methods"]["kd"]["seeds"] == [0] and partial["methods"]["baseline"]["seeds"] == [0, 1]
+    assert partial["methods"]["kd"]["last"] == results["methods"]["kd"]["last"][:1]
+    assert partial["protocol"]["label"].startswith("PARTIAL REPORT") and "4 of 5" in partial["protocol"]["label"]
 
 
 def test_multi_teacher_method_gets_each_frozen_model_its_own_teacher():
