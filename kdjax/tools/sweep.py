@@ -229,10 +229,11 @@ def _sweep_locked(sweep, workdir: str) -> dict:
             if train.run(teacher_config(sweep, name), directory).get("preempted"):
                 return _stopped()
     exports = {name: os.path.join(teacher_dir(workdir, name), "export") for name in names}
-    if workers(sweep) > 1:
+    n = workers(sweep)
+    if n > 1:
         from kdjax.tools import sweep_workers
 
-        if not sweep_workers.run(sweep, workdir, exports, workers(sweep)):
+        if not sweep_workers.run(sweep, workdir, exports, n):
             return _stopped()
     else:
         progress = _Progress(sweep, workdir)
@@ -403,7 +404,7 @@ def _trial_seconds(directory: str):
 
 def protocol(sweep) -> dict:
     """The recipe every run shares, recorded with the results."""
-    b = sweep.base
+    b, n = sweep.base, workers(sweep)
     return {"data": _data_name(b.data), "train_limit": int(b.data.train_limit), "holdout": int(b.data.holdout),
             "holdout_seed": int(b.data.holdout_seed), "test_limit": int(b.data.test_limit),
             "epochs": float(b.train.epochs), "batch_size": int(b.train.batch_size),
@@ -411,8 +412,8 @@ def protocol(sweep) -> dict:
             "optim": {k: (list(v) if isinstance(v, tuple) else v) for k, v in b.optim.items()},
             "augment": b.data.augment, "teacher": sweep.teacher.arch, "teacher_epochs": float(sweep.teacher_epochs),
             "student": sweep.student.arch, "seeds": [int(s) for s in sweep.seeds], "tune_seed": int(sweep.tune_seed),
-            "label": sweep.get("label", ""), "workers": workers(sweep),
-            "cores_per_worker": len(os.sched_getaffinity(0)) // workers(sweep)}
+            "label": sweep.get("label", ""), "workers": n,
+            "cores_per_worker": len(os.sched_getaffinity(0)) // n}
 
 
 def _describe(entry) -> str:
