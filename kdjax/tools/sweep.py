@@ -31,6 +31,9 @@ from kdjax.tools import sweep_grid, sweep_report
 
 _CONFIG = cli_flags.DEFINE_config_file("config", None, "Sweep config, e.g. configs/sweep_fashion_mnist.py.")
 _WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for the teacher, every run and the results.")
+_IMPORT = cli_flags.DEFINE_string("import_runs", None, "A previous report's results.json of the same protocol (its "
+                                  "workdir lost): its finished runs are taken instead of run again, once the teacher "
+                                  "trained here matches it (kdjax/tools/sweep_import.py); two are rerun as a check.")
 _PARTIAL = cli_flags.DEFINE_bool("partial_report", False, "Write WORKDIR/partial/results.md from the runs finished "
                                  "so far (labelled partial) and exit; trains nothing, works while the sweep runs.")
 
@@ -116,12 +119,17 @@ def method_config(sweep, method: str, seed: int, teacher_export):
 
 def _method_optimizer(c, mc):
     """A method that is an optimizer choice (DOT: optim.name='dot') keeps its optimizer and the fields that choice
-    sets (delta, momentum, nesterov); learning rate, schedule, weight decay and budget stay the sweep's."""
+    sets (delta, momentum, nesterov); learning rate, schedule, weight decay and budget stay the sweep's. A method
+    whose config clips the gradient norm (MLKD + LS: its kd_weight-9 terms blow the student's logits up without it)
+    keeps its clip where the sweep sets none; dropping it would run another method than its config."""
     name = mc.get("optim", {}).get("name", c.optim.name)
     if name != c.optim.name:
         for field in ("name", "delta", "momentum", "nesterov"):
             if field in mc.optim:
                 c.optim[field] = mc.optim[field]
+    clip = float(mc.get("optim", {}).get("grad_clip_norm", 0.0) or 0.0)
+    if clip and not float(c.optim.get("grad_clip_norm", 0.0) or 0.0):
+        c.optim.grad_clip_norm = clip
 
 
 def _read(path):
@@ -141,7 +149,7 @@ def teachers_needed(sweep, method: str):
     return ("",) + tuple(sorted(n for n in frozen if teacher_name(sweep, n)))
 
 
-def run_sweep(sweep, workdir: str) -> dict:
+def run_sweep(sweep, workdir: str, import_runs: str = "") -> dict:
     from kdjax.config.check import check
 
     _check_protocol(sweep)
@@ -151,11 +159,15 @@ def run_sweep(sweep, workdir: str) -> dict:
         for settings in sweep_grid.trials(sweep, method):
             check(run_config(sweep, method, seeds_of(sweep, method)[0], placeholder, settings), splits=(),
                   inits=False)
+    if import_runs:
+        from kdjax.tools.sweep_import import check_report
+
+        check_report(sweep, import_runs)  # another protocol is refused before anything trains
     workdir = os.path.abspath(workdir)
     from kdjax.runtime.lock import WorkdirLock
 
     with WorkdirLock(workdir):  # one sweep per workdir (each of its runs also locks its own folder)
-        return _sweep_locked(sweep, workdir)
+        return _sweep_locked(sweep, workdir, import_runs)
 
 
 def _check_protocol(sweep):
@@ -217,7 +229,7 @@ def execute(config, directory: str) -> dict:
         return {}
 
 
-def _sweep_locked(sweep, workdir: str) -> dict:
+def _sweep_locked(sweep, workdir: str, import_runs: str = "") -> dict:
     from kdjax import train
 
     names = sorted({""}.union(*(teachers_needed(sweep, m) for m in sweep.methods)))
@@ -229,6 +241,10 @@ def _sweep_locked(sweep, workdir: str) -> dict:
             if train.run(teacher_config(sweep, name), directory).get("preempted"):
                 return _stopped()
     exports = {name: os.path.join(teacher_dir(workdir, name), "export") for name in names}
+    if import_runs:
+        from kdjax.tools.sweep_import import import_runs as import_from
+
+        import_from(sweep, workdir, import_runs)
     n = workers(sweep)
     if n > 1:
         from kdjax.tools import sweep_workers
@@ -320,13 +336,13 @@ def seeds_of(sweep, method: str):
     return tuple(sweep.get("seeds_for", {}).get(method, sweep.seeds))
 
 
-def _val_key(sweep, method: str) -> str:
+def val_key(sweep, method: str) -> str:
     return f"val/{method_config(sweep, method, 0, '').export_model}/top1"
 
 
 def trial_scores(sweep, workdir: str, method: str):
     """Each trial's last-epoch validation top-1 (the tuning criterion); None for a trial that diverged."""
-    key = _val_key(sweep, method)
+    key = val_key(sweep, method)
     out = []
     for k in range(len(sweep_grid.trials(sweep, method))):
         directory = trial_dir(workdir, method, k)
@@ -363,9 +379,7 @@ def collect(sweep, workdir: str, partial: bool = False) -> dict:
         name = cfg.export_model
         k, settings = chosen(sweep, workdir, method)
         scores = trial_scores(sweep, workdir, method)
-        losses = "; ".join(_describe(e) for e in cfg.losses.values())
-        if cfg.optim.name != sweep.base.optim.name:  # an optimizer method (DOT)
-            losses += f"; optim {cfg.optim.name}(delta={cfg.optim.get('delta')})"
+        losses = losses_text(sweep, method)
         r = {"losses": losses, "seeds": seeds,
              "trials": [{"settings": t, "val_top1": v, "seconds": _trial_seconds(trial_dir(workdir, method, i))}
                         for i, (t, v) in enumerate(zip(sweep_grid.trials(sweep, method), scores))],
@@ -384,6 +398,11 @@ def collect(sweep, workdir: str, partial: bool = False) -> dict:
                 evals = [json.loads(line) for line in f if '"eval"' in line]
             r["curves"].append([(ev["step"], ev[f"val/{name}/top1"]) for ev in evals])
         out["methods"][method] = r
+    from kdjax.tools.sweep_import import provenance
+
+    imported = provenance(sweep, workdir)
+    if imported:
+        out["protocol"]["imported"] = imported
     if partial:
         counts = {m: len(r["seeds"]) for m, r in out["methods"].items()}
         missing = [m for m in sweep.methods if m not in counts]
@@ -395,6 +414,17 @@ def collect(sweep, workdir: str, partial: bool = False) -> dict:
             + "); paired statistics over the seeds each method shares with the baseline. "
             + out["protocol"].get("label", "")).strip()
     return out
+
+
+def losses_text(sweep, method: str) -> str:
+    """The method's losses as the report lists them, with an optimizer choice (DOT) or gradient clip it keeps."""
+    cfg = method_config(sweep, method, 0, "")
+    text = "; ".join(_describe(e) for e in cfg.losses.values())
+    if cfg.optim.name != sweep.base.optim.name:  # an optimizer method (DOT)
+        text += f"; optim {cfg.optim.name}(delta={cfg.optim.get('delta')})"
+    if cfg.optim.get("grad_clip_norm") and not sweep.base.optim.get("grad_clip_norm"):
+        text += f"; gradient norm clipped at {cfg.optim.grad_clip_norm:g}"
+    return text
 
 
 def _trial_seconds(directory: str):
@@ -441,7 +471,7 @@ def main(argv):
     preemption.listen_for_sigterm()  # SIGTERM: a run checkpoints and the sweep stops (exit 0), or it exits at once
     if not _WORKDIR.value:
         raise KdjaxError("--workdir is required")
-    if run_sweep(_CONFIG.value, _WORKDIR.value).get("preempted"):
+    if run_sweep(_CONFIG.value, _WORKDIR.value, _IMPORT.value or "").get("preempted"):
         return
     print(f"sweep: wrote {os.path.join(os.path.abspath(_WORKDIR.value), 'results.md')}, results.json and "
           f"results.png")
@@ -465,7 +495,7 @@ def partial_report(sweep, workdir: str):
           f"results.png")
 
 
-FLAG_NAMES = ('config', 'workdir', 'partial_report')
+FLAG_NAMES = ('config', 'workdir', 'import_runs', 'partial_report')
 
 
 def cli():

@@ -78,7 +78,21 @@ def _execution(p: dict) -> str:
         return ""
     cores = p.get("cores_per_worker")
     each = f", each process on {cores} CPU core{'s' if cores != 1 else ''}" if cores else ""
-    return f" Runs went {p['workers']} at a time{each} (`workers` in the sweep config)."
+    return f" Runs went {p['workers']} at a time{each} (`workers` in the sweep config)." + _imported(p)
+
+
+def _imported(p: dict) -> str:
+    """Runs taken from an earlier report of the same protocol (kdjax/tools/sweep_import.py), said with the check."""
+    i = p.get("imported")
+    if not i:
+        return ""
+    checks = "; ".join(
+        f"`{c['run']}` {'reproduced its record exactly' if c['reproduced'] else 'did NOT reproduce its record'}"
+        + ("" if c["reproduced"] else f" (recorded {c['recorded']}, rerun {c['rerun']})") for c in i["checks"])
+    return (f" {i['runs']} of the {i['of']} runs (tuning trials and final runs) are imported from "
+            f"{', '.join(i['from'])}, the report of an earlier invocation of this protocol whose working directory "
+            f"was lost, with the same teacher accuracies (checked); the others ran in this one."
+            + (f" Imported runs rerun as a check: {checks}." if checks else ""))
 
 
 def _fmt(v, spec=".2f", none="–"):

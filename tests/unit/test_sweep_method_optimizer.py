@@ -26,3 +26,14 @@ def test_the_new_methods_are_in_the_sweep_and_pass_its_pre_check():
         check(method_config(sweep, method, 0, {"": "/t", "Teacher2": "/t2"}), splits=(), inits=False)
     ofd = method_config(sweep, "ofd", 0, "/t")
     assert ofd.models.Teacher.train_mode and ofd.models.Teacher.arch == sweep.teacher.arch
+
+
+def test_a_method_that_clips_its_gradient_keeps_its_clip_in_the_sweep():
+    """configs/mlkd_ls.py clips the gradient norm at 2 (without it the student's logits blow up and it ends at
+    chance); the sweep, whose own optimizer clips nothing, must not drop it. Others stay unclipped."""
+    sweep = load_config("configs/sweep_fashion_mnist.py")
+    assert not sweep.base.optim.grad_clip_norm
+    own = load_config("configs/mlkd_ls.py").optim.grad_clip_norm
+    assert own > 0 and method_config(sweep, "mlkd_ls", 0, "/t").optim.grad_clip_norm == own
+    for method in ("mlkd", "kd", "baseline"):
+        assert not method_config(sweep, method, 0, "/t").optim.grad_clip_norm
