@@ -203,7 +203,7 @@ def run_dir(workdir: str, method: str, seed: int) -> str:
 DIVERGED = "diverged.json"
 
 
-def _done(directory: str) -> bool:
+def finished(directory: str) -> bool:
     """Finished: a summary, or (tuning trials only) the record that it diverged."""
     return any(os.path.isfile(os.path.join(directory, f)) for f in ("summary.json", DIVERGED))
 
@@ -235,7 +235,7 @@ def _sweep_locked(sweep, workdir: str, import_runs: str = "") -> dict:
     names = sorted({""}.union(*(teachers_needed(sweep, m) for m in sweep.methods)))
     for name in names:
         directory = teacher_dir(workdir, name)
-        if not _done(directory):
+        if not finished(directory):
             print(f"sweep: training the {'teacher' if not name else 'extra teacher ' + name} "
                   f"({teacher_entry(sweep, name).arch}, {sweep.teacher_epochs} epochs)", flush=True)
             if train.run(teacher_config(sweep, name), directory).get("preempted"):
@@ -275,18 +275,18 @@ def pending_runs(sweep, workdir: str, exports: dict):
     for method in sweep.methods:
         for k, settings in enumerate(sweep_grid.trials(sweep, method)):
             directory = trial_dir(workdir, method, k)
-            if not _done(directory):
+            if not finished(directory):
                 yield (directory, f"tuning {method}, trial {k} ({sweep_grid.describe(settings)})",
                        lambda m=method, s=settings: run_config(sweep, m, int(sweep.tune_seed), exports, s,
                                                                final_test=False))
-    tuned = {m: all(_done(trial_dir(workdir, m, k)) for k in range(len(sweep_grid.trials(sweep, m))))
+    tuned = {m: all(finished(trial_dir(workdir, m, k)) for k in range(len(sweep_grid.trials(sweep, m))))
              for m in sweep.methods}
     settings = {m: chosen(sweep, workdir, m)[1] for m in sweep.methods if tuned[m]}
     seeds = list(dict.fromkeys(s for m in sweep.methods for s in seeds_of(sweep, m)))
     for seed in seeds:  # seed by seed: a sweep cut short has every method at the same number of seeds (±1)
         for method in sweep.methods:
             directory = run_dir(workdir, method, seed)
-            if tuned[method] and seed in seeds_of(sweep, method) and not _done(directory):
+            if tuned[method] and seed in seeds_of(sweep, method) and not finished(directory):
                 yield (directory, f"{method}, seed {seed} ({sweep_grid.describe(settings[method])})",
                        lambda m=method, s=seed: run_config(sweep, m, s, exports, settings[m]))
 
@@ -316,7 +316,7 @@ class _Progress:
         self.started, self.finished = time.time(), 0
 
     def say(self, what: str):
-        left = sum(not _done(d) for d in self.todo)
+        left = sum(not finished(d) for d in self.todo)
         eta = ""
         if self.finished:
             eta = f", about {(time.time() - self.started) / self.finished * left / 60:.0f} min left"
@@ -372,7 +372,7 @@ def collect(sweep, workdir: str, partial: bool = False) -> dict:
     for method in sweep.methods:
         seeds = list(seeds_of(sweep, method))
         if partial:
-            seeds = [s for s in seeds if _done(run_dir(workdir, method, s))]
+            seeds = [s for s in seeds if finished(run_dir(workdir, method, s))]
             if not seeds:
                 continue
         cfg = method_config(sweep, method, 0, "")

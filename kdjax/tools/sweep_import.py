@@ -128,9 +128,9 @@ def _rerun_checks(methods, report):
 
 
 def _write(directory, files: dict) -> int:
-    from kdjax.tools.sweep import _done
+    from kdjax.tools.sweep import finished
 
-    if _done(directory) or os.path.isfile(os.path.join(directory, EXPECTED)):
+    if finished(directory) or os.path.isfile(os.path.join(directory, EXPECTED)):
         return 0  # finished (or checked) here already: the workdir's own result wins
     if os.path.isdir(directory) and os.listdir(directory):
         return 0  # a run started here: it finishes here

@@ -89,7 +89,7 @@ def run(sweep, workdir: str, exports: dict, n: int) -> bool:
         if not forwarded:
             preemption.end_write()
     failed = [i for i, p in enumerate(procs) if p.exitcode]
-    finished = all(sweep_mod._done(d) for d in sweep_mod.all_runs(sweep, workdir))
+    finished = all(sweep_mod.finished(d) for d in sweep_mod.all_runs(sweep, workdir))
     if failed and not finished:
         logs = ", ".join(os.path.join(workdir, "logs", f"worker{i}.log") for i in failed)
         raise KdjaxError(f"sweep: worker {', '.join(map(str, failed))} stopped with an error; see {logs}. "
@@ -170,9 +170,9 @@ def _work(sweep, workdir: str, exports: dict, n: int, say):
             if fd is None:
                 continue
             try:
-                if sweep_mod._done(directory):  # finished by another worker since it was listed
+                if sweep_mod.finished(directory):  # finished by another worker since it was listed
                     continue
-                left = sum(not sweep_mod._done(d) for d in everything)
+                left = sum(not sweep_mod.finished(d) for d in everything)
                 eta = f", about {(time.time() - started) / ran * left / n / 60:.0f} min left" if ran else ""
                 say(f"run {len(everything) - left + 1}/{len(everything)}: {what}{eta}")
                 if sweep_mod.execute(config(), directory).get("preempted"):
@@ -184,6 +184,6 @@ def _work(sweep, workdir: str, exports: dict, n: int, say):
             finally:
                 os.close(fd)
         if not taken:
-            if all(sweep_mod._done(d) for d in everything):
+            if all(sweep_mod.finished(d) for d in everything):
                 return
             time.sleep(WAIT_S)

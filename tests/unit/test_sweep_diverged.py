@@ -34,7 +34,7 @@ def test_a_diverged_tuning_trial_is_recorded_and_never_chosen(tmp_path, monkeypa
     config = sweep.run_config(cfg, "kd", 100, {"": "/t"}, sweep.grid_trials(cfg, "kd")[1], final_test=False)
     assert sweep.execute(config, trial) == {}
     assert "non-finite" in json.loads(open(os.path.join(trial, sweep.DIVERGED)).read())["error"]
-    assert sweep._done(trial)
+    assert sweep.finished(trial)
     # the others finish normally; the diverged one scores None and is skipped when choosing
     for k, val in ((0, 0.80), (2, 0.70), (3, 0.75)):
         d = sweep.trial_dir(w, "kd", k)
@@ -51,7 +51,7 @@ def test_a_diverged_tuning_trial_is_recorded_and_never_chosen(tmp_path, monkeypa
     final = sweep.run_config(cfg, "kd", 0, {"": "/t"}, sweep.grid_trials(cfg, "kd")[0])
     with pytest.raises(NonFiniteLoss):
         sweep.execute(final, sweep.run_dir(w, "kd", 0))
-    assert not sweep._done(sweep.run_dir(w, "kd", 0))
+    assert not sweep.finished(sweep.run_dir(w, "kd", 0))
     # every trial diverged: refused, naming the grid
     with pytest.raises(ConfigError, match=r"grids\.kd: every trial diverged"):
         from kdjax.tools import sweep_grid
