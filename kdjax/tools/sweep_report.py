@@ -179,6 +179,7 @@ def plot(results: dict, path: str):
         ax1.bar(x + (i - 0.5) * 0.4, means, 0.4, yerr=errs if len(methods) else None, capsize=3, color=color,
                 label=f"{which} epoch")
     ax1.axhline(0, color="#555555", lw=0.8)
+    _clip_outliers(ax1, results, methods)
     ax1.set_xticks(x, methods, rotation=45, ha="right")
     ax1.set_ylabel("paired gain over the baseline (pp)")
     ax1.set_title("gain, mean with 95% CI over paired seeds")
@@ -196,6 +197,30 @@ def plot(results: dict, path: str):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _clip_outliers(ax, results: dict, methods: list):
+    """One collapsed method (MLKD+LS: −19 pp) would flatten every other bar to a line: the gain axis spans the
+    others' intervals, and a bar beyond it is labelled with its value at the edge."""
+    lows = {m: min(results["stats"][w][m]["ci95"][0] for w in ("last", "best")) for m in methods
+            if all(results["stats"][w].get(m) for w in ("last", "best"))}
+    highs = {m: max(results["stats"][w][m]["ci95"][1] for w in ("last", "best")) for m in lows}
+    if len(lows) < 3:
+        return
+    spread = np.median([highs[m] - lows[m] for m in lows])
+    bottom, top = np.percentile(list(lows.values()), 10), np.percentile(list(highs.values()), 90)
+    limit = (min(bottom, 0) - 4 * spread, max(top, 0) + 4 * spread)
+    out = [m for m in lows if lows[m] < limit[0] or highs[m] > limit[1]]
+    if not out:
+        return
+    limit = (min(v for m, v in lows.items() if m not in out) - spread, max(v for m, v in highs.items() if m not in out)
+             + spread)
+    ax.set_ylim(*limit)
+    for m in out:
+        mean = results["stats"]["last"][m]["mean"]
+        edge = limit[0] if mean < 0 else limit[1]
+        ax.annotate(f"{mean:+.1f} (off scale)", (methods.index(m), edge), fontsize=7, rotation=90,
+                    ha="center", va="bottom" if mean < 0 else "top")
 
 
 def main(argv):
