@@ -245,6 +245,9 @@ def _sweep_locked(sweep, workdir: str, import_runs: str = "") -> dict:
         from kdjax.tools.sweep_import import import_runs as import_from
 
         import_from(sweep, workdir, import_runs)
+    from kdjax.tools.sweep_consistency import check_finished_runs
+
+    check_finished_runs(sweep, workdir, exports)  # a changed grid or config never reuses runs made with other settings
     n = workers(sweep)
     if n > 1:
         from kdjax.tools import sweep_workers

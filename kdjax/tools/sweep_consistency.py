@@ -1,0 +1,56 @@
+"""A sweep resumes by skipping finished runs; a finished run is skipped only if it ran what the config now asks.
+
+Without this check, a changed grid (or method config, or base recipe) in an existing workdir would silently reuse
+runs made with other settings and report them under the new ones. Each finished run's recorded config.json must
+hold every loss and optimizer field, and the seed, that the sweep config gives that run now (imported runs carry no
+config.json: kdjax/tools/sweep_import.py checked them against their report)."""
+
+import json
+import os
+
+from kdjax.errors import KdjaxError
+
+
+def _leaves(d, prefix=""):
+    """{dotted path: value} of a nested dict (lists and tuples as JSON lists)."""
+    out = {}
+    for k, v in (d or {}).items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_leaves(v, path + "."))
+        else:
+            out[path] = json.loads(json.dumps(v, default=list))
+    return out
+
+
+def _expected(config) -> dict:
+    want = _leaves({"losses": config.losses.to_dict(), "optim": config.optim.to_dict()})
+    want["seed"] = int(config.seed)
+    return want
+
+
+def check_finished_runs(sweep, workdir: str, exports: dict):
+    """Refuse (one line) when a finished run of WORKDIR was made with other settings than the config now gives."""
+    from kdjax.tools import sweep as sw, sweep_grid
+
+    for method in sweep.methods:
+        runs = [(sw.trial_dir(workdir, method, k), lambda s=s: sw.run_config(sweep, method, int(sweep.tune_seed),
+                                                                            exports, s, final_test=False))
+                for k, s in enumerate(sweep_grid.trials(sweep, method))]
+        if all(sw.finished(d) for d, _ in runs):  # the final runs' settings are the chosen trial's
+            _, settings = sw.chosen(sweep, workdir, method)
+            runs += [(sw.run_dir(workdir, method, seed), lambda seed=seed: sw.run_config(sweep, method, seed,
+                                                                                        exports, settings))
+                     for seed in sw.seeds_of(sweep, method)]
+        for directory, config in runs:
+            recorded = os.path.join(directory, "config.json")
+            if not (sw.finished(directory) and os.path.isfile(recorded)):
+                continue
+            with open(recorded) as f:
+                have = _leaves(json.load(f))
+            for path, value in _expected(config()).items():
+                if path in have and have[path] != value or path not in have and value not in (None, 0, 0.0, False):
+                    raise KdjaxError(
+                        f"{os.path.relpath(directory, workdir)} in {workdir} ran with {path}={have.get(path)!r}; "
+                        f"the sweep config now gives {value!r}: a finished run is only reused for what it ran. "
+                        f"Use a new --workdir, or delete that method's folders to run it again")
