@@ -63,6 +63,8 @@ GRIDS = {
     "vid": (("losses.vid.weight", (0.25, 0.5, 1.0, 2.0)),),
     "ofd": (("losses.ofd.weight", (0.0003, 0.001, 0.003, 0.01)),),
     "ickd": (("losses.ickd.weight", (0.5, 1.0, 2.5, 5.0)),),
+    # SSLD: DML against the frozen teacher and no label term: the loss weight is its one knob
+    "ssld": (("losses.ssld.weight", (0.5, 1.0, 2.0, 4.0)),),
     # DOT: momentum 0.9 ± delta needs delta < 0.1 (0.15 made the distillation momentum 1.05 and diverged)
     "kd_dot": (("losses.kd.weight", (0.5, 0.9)), ("optim.delta", (0.075, 0.05))),
 }
@@ -86,7 +88,7 @@ def get_config(arg=None):
     c.methods = ("baseline", "kd", "dkd", "dist", "wsl", "dml", "rkd", "mgd", "afd", "udml",
                  "fitnet", "at", "kd_ls", "dkd_ls", "skd", "pefd", "crd", "multi_teacher",
                  "nkd", "uskd", "ctkd", "ctkd_ls", "mlkd", "mlkd_ls",
-                 "reviewkd", "pkt", "sp", "nst", "vid", "ofd", "ickd", "kd_dot")
+                 "reviewkd", "pkt", "sp", "nst", "vid", "ofd", "ickd", "kd_dot", "ssld")
     c.method_configs_dir = "configs"
     c.grids = dict(GRIDS)
     c.tune_seed = 100               # tuning trials' seed: not a reported seed (no winner's curse on seed 0)
