@@ -85,11 +85,12 @@ def move_aside(workdir: str) -> str:
 
 # ---- identity --------------------------------------------------------------------------------------------------
 
-def _flat(d, prefix=""):
+def flat_fields(d, prefix=""):
+    """{dotted path: value} of a nested dict (a recorded config.json, a run identity)."""
     if isinstance(d, dict):
         out = {}
         for k, v in d.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flat_fields(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     return {prefix: d}
 
@@ -134,8 +135,8 @@ def _built_from_diff(a: dict, b: dict, key: str) -> str:
 def _differences(theirs: dict, mine: dict):
     """(config diffs, built-from diffs): lists of (field, text)."""
     legacy = "identity_version" not in theirs  # written by an older kdjax: compare the fields it recorded
-    a = _flat({k: v for k, v in theirs.items() if k not in ("built_from", "identity_version")})
-    b = _flat({k: v for k, v in mine.items() if k not in ("built_from", "identity_version")})
+    a = flat_fields({k: v for k, v in theirs.items() if k not in ("built_from", "identity_version")})
+    b = flat_fields({k: v for k, v in mine.items() if k not in ("built_from", "identity_version")})
     keys = set(a) if legacy else set(a) | set(b)
     fa, fb = theirs.get("built_from") or {}, mine.get("built_from") or {}
     config = []

@@ -382,7 +382,7 @@ def collect(sweep, workdir: str, partial: bool = False) -> dict:
         name = cfg.export_model
         k, settings = chosen(sweep, workdir, method)
         scores = trial_scores(sweep, workdir, method)
-        losses = losses_text(sweep, method)
+        losses = losses_text(sweep, method, cfg)
         r = {"losses": losses, "seeds": seeds,
              "trials": [{"settings": t, "val_top1": v, "seconds": _trial_seconds(trial_dir(workdir, method, i))}
                         for i, (t, v) in enumerate(zip(sweep_grid.trials(sweep, method), scores))],
@@ -419,9 +419,10 @@ def collect(sweep, workdir: str, partial: bool = False) -> dict:
     return out
 
 
-def losses_text(sweep, method: str) -> str:
-    """The method's losses as the report lists them, with an optimizer choice (DOT) or gradient clip it keeps."""
-    cfg = method_config(sweep, method, 0, "")
+def losses_text(sweep, method: str, cfg=None) -> str:
+    """The method's losses as the report lists them, with an optimizer choice (DOT) or gradient clip it keeps
+    (`cfg`: its method_config, when the caller has it already)."""
+    cfg = cfg if cfg is not None else method_config(sweep, method, 0, "")
     text = "; ".join(_describe(e) for e in cfg.losses.values())
     if cfg.optim.name != sweep.base.optim.name:  # an optimizer method (DOT)
         text += f"; optim {cfg.optim.name}(delta={cfg.optim.get('delta')})"

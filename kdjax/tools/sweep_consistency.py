@@ -11,16 +11,11 @@ import os
 from kdjax.errors import KdjaxError
 
 
-def _leaves(d, prefix=""):
-    """{dotted path: value} of a nested dict (lists and tuples as JSON lists)."""
-    out = {}
-    for k, v in (d or {}).items():
-        path = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_leaves(v, path + "."))
-        else:
-            out[path] = json.loads(json.dumps(v, default=list))
-    return out
+def _leaves(d) -> dict:
+    """{dotted path: value} of a nested dict, tuples as the JSON lists config.json records."""
+    from kdjax.runtime.workdir import flat_fields
+
+    return flat_fields(json.loads(json.dumps(d, default=list)))
 
 
 def _expected(config) -> dict:

@@ -41,7 +41,7 @@ def _grid(trials) -> str:
 def _gain(st) -> tuple:
     if st is None:
         return "–", "–", "–"
-    return f"{st['mean']:+.2f} ± {st['se']:.2f}", f"{st['p']:.2g}", sweep_report._fmt(st.get("p_holm"), ".2g")
+    return f"{st['mean']:+.2f} ± {st['se']:.2f}", f"{st['p']:.2g}", sweep_report.fmt(st.get("p_holm"), ".2g")
 
 
 def block(results: dict, path: str) -> str:
@@ -63,7 +63,7 @@ def block(results: dict, path: str) -> str:
         g, pv, ph = _gain(results["stats"]["last"].get(method))
         bg, bp, _ = _gain(results["stats"]["best"].get(method))
         chosen = ", ".join(f"{_short(k)}={v:g}" for k, v in r["settings"].items())
-        lines.append(f"| {method} | {chosen} | {mean:.2f} ± {sweep_report._fmt(std)} | "
+        lines.append(f"| {method} | {chosen} | {mean:.2f} ± {sweep_report.fmt(std)} | "
                      f"{g} | {pv} | {ph} | {bg} | {bp} | {_grid(r['trials'])} |")
     for which in ("last", "best"):
         plain, holm = sweep_report.winners(results, which), sweep_report.winners(results, which, "p_holm")

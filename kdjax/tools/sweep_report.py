@@ -95,7 +95,7 @@ def _imported(p: dict) -> str:
             + (f" Imported runs rerun as a check: {checks}." if checks else ""))
 
 
-def _fmt(v, spec=".2f", none="–"):
+def fmt(v, spec=".2f", none="–"):
     return none if v is None else format(v, spec)
 
 
@@ -110,13 +110,13 @@ def _table(results: dict, which: str) -> list:
             gain = ci = dz = p = ph = "–"
         else:
             gain, ci = f"{st['mean']:+.2f} ± {st['se']:.2f}", f"[{st['ci95'][0]:+.2f}, {st['ci95'][1]:+.2f}]"
-            dz, p, ph = _fmt(st["d_z"], "+.2f"), f"{st['p']:.3g}", _fmt(st.get("p_holm"), ".3g")
+            dz, p, ph = fmt(st["d_z"], "+.2f"), f"{st['p']:.3g}", fmt(st.get("p_holm"), ".3g")
         extra = ""
         if which == "best":
             steps = r["best_step"]
             per_epoch = _steps_per_epoch(r, results["protocol"]["eval_every_epochs"])
             extra = f"{np.mean([s / per_epoch for s in steps]):.1f} | " if per_epoch else "– | "
-        lines.append(f"| {method} | {sweep_grid.describe(r['settings'])} | {mean:.2f} ± {_fmt(std)} | {gain} | {ci} | "
+        lines.append(f"| {method} | {sweep_grid.describe(r['settings'])} | {mean:.2f} ± {fmt(std)} | {gain} | {ci} | "
                      f"{dz} | {p} | {ph} | {len(r[which])} | {extra}{np.mean(r['seconds']):.0f} |")
     return lines
 
@@ -133,7 +133,7 @@ def _tuning(results: dict) -> list:
         for k, t in enumerate(r["trials"]):
             val = "diverged" if t["val_top1"] is None else f"{100 * t['val_top1']:.2f}"
             lines.append(f"| {method} | {k} | {sweep_grid.describe(t['settings'])} | {val} | "
-                         f"{_fmt(t['seconds'], '.0f')} | {'**yes**' if k == r['chosen'] else ''} |")
+                         f"{fmt(t['seconds'], '.0f')} | {'**yes**' if k == r['chosen'] else ''} |")
     return lines
 
 
