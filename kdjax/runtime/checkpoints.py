@@ -37,6 +37,31 @@ log = logging.getLogger("kdjax")
 
 UNREADABLE_DIR = "checkpoints.unreadable"
 quiet_orbax_tracebacks()  # a failed write is reported once, in one line (PhaseCheckpoints._writing)
+# Orbax creates a save's temporary folder in a thread by default; when the save fails before that thread ran (a full
+# disk), the folder appeared after the cleanup of the failed save and stayed. Created before the save, it goes with it.
+SYNC_DIRECTORIES = ocp.options.AsyncOptions(create_directories_asynchronously=False)
+
+
+
+def remove_partial(path: str, patience_s: float = 5.0) -> bool:
+    """Delete what a failed Orbax save left at `path`; False if it kept coming back for `patience_s`.
+
+    The first failed array write is raised while TensorStore's threads still write the save's other arrays (and
+    create their folders), so files can appear while the tree is being deleted: delete until it stays gone."""
+    deadline = time.monotonic() + patience_s
+    pause = 0.05
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            time.sleep(pause)  # a write still in flight would show up now
+            if not os.path.lexists(path):
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(pause)
+        pause = min(2 * pause, 0.5)
+
+
 # OS errors that say nothing about the files' contents: a restore failing with these is not a damaged checkpoint
 _NOT_DAMAGE = (errno.EACCES, errno.EPERM, errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM)
 
@@ -54,7 +79,7 @@ class PhaseCheckpoints:
             options = ocp.CheckpointManagerOptions(read_only=True, create=False)
         else:
             options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True, enable_async_checkpointing=True,
-                                                   cleanup_tmp_directories=True)
+                                                   cleanup_tmp_directories=True, async_options=SYNC_DIRECTORIES)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def steps(self):
@@ -126,7 +151,7 @@ class PhaseCheckpoints:
             return
         for name in names:
             if ".orbax-checkpoint-tmp" in name and (step is None or name.split(".", 1)[0] == str(step)):
-                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+                remove_partial(os.path.join(self.directory, name))
 
     def _prune(self):
         """Delete all but the newest `keep` committed steps (read from disk: a failed save is not counted)."""

@@ -18,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from kdjax.errors import CheckpointError
+from kdjax.runtime.checkpoints import SYNC_DIRECTORIES, remove_partial
 
 SPEC_FILE = "spec.json"
 VARIABLES_DIR = "variables"
@@ -64,7 +65,7 @@ def save_export(directory: str, variables: Any, spec: dict) -> str:
             _write_export(tmp, variables, spec)
             _swap_in(tmp, directory)
     except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_partial(tmp)
         if isinstance(e, Exception) and not isinstance(e, (OSError, CheckpointError)):
             raise _as_os_error(e, directory) from None
         raise
@@ -80,7 +81,7 @@ def _write_export(directory: str, variables: Any, spec: dict):
         shutil.rmtree(directory)
     os.makedirs(directory)
     host_vars = jax.tree.map(lambda a: np.asarray(jax.device_get(a)), dict(variables))
-    with ocp.StandardCheckpointer(**_single_writer_options()) as ckptr:
+    with ocp.StandardCheckpointer(async_options=SYNC_DIRECTORIES, **_single_writer_options()) as ckptr:
         ckptr.save(os.path.join(directory, VARIABLES_DIR), host_vars)
         ckptr.wait_until_finished()
     with open(os.path.join(directory, SPEC_FILE), "w") as f:
