@@ -67,6 +67,10 @@ GRIDS = {
     "ssld": (("losses.ssld.weight", (0.5, 1.0, 2.0, 4.0)),),
     # DOT: momentum 0.9 ± delta needs delta < 0.1 (0.15 made the distillation momentum 1.05 and diverged)
     "kd_dot": (("losses.kd.weight", (0.5, 0.9)), ("optim.delta", (0.075, 0.05))),
+    # DeiT on its config's ViT and AdamW recipe (own_student below): the distillation weight × hard/soft (the
+    # choice DeiT's paper studies; tau 1 as in its main.py); its baseline row over lr × weight decay like `baseline`
+    "deit": (("losses.deit.params.alpha", (0.5, 0.9)), ("losses.deit.params.distillation_type", ("hard", "soft"))),
+    "baseline_deit": (("optim.lr", (5e-4, 1e-3)), ("optim.weight_decay", (0.05, 0.1))),
 }
 
 
@@ -88,7 +92,13 @@ def get_config(arg=None):
     c.methods = ("baseline", "kd", "dkd", "dist", "wsl", "dml", "rkd", "mgd", "afd", "udml",
                  "fitnet", "at", "kd_ls", "dkd_ls", "skd", "pefd", "crd", "multi_teacher",
                  "nkd", "uskd", "ctkd", "ctkd_ls", "mlkd", "mlkd_ls",
-                 "reviewkd", "pkt", "sp", "nst", "vid", "ofd", "ickd", "kd_dot", "ssld")
+                 "reviewkd", "pkt", "sp", "nst", "vid", "ofd", "ickd", "kd_dot", "ssld", "deit", "baseline_deit")
+    # methods that keep their config's student and recipe (optimizer, batch, epochs) because `student` cannot take
+    # its place: DeiT's ViT has a distillation token and head. Each is paired with its own baseline row, that
+    # student trained alone on the labels with `baseline_kwargs` (here DeiT's paper's comparison: the same ViT
+    # without the distillation token), the same tuning budget and seeds.
+    c.own_student = ml_collections.ConfigDict({"deit": {"baseline": "baseline_deit",
+                                                        "baseline_kwargs": {"distilled": False}}})
     c.method_configs_dir = "configs"
     c.grids = dict(GRIDS)
     c.tune_seed = 100               # tuning trials' seed: not a reported seed (no winner's curse on seed 0)

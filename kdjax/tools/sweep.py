@@ -92,20 +92,28 @@ def method_config(sweep, method: str, seed: int, teacher_export):
 
     `teacher_export`: the main teacher's export dir, or {frozen model name or "": export dir} when a method has
     several frozen models (multi-teacher KD): a name in `sweep.extra_teachers` gets that teacher, others the
-    main one."""
+    main one. A method in `sweep.own_student` keeps its config's student and recipe (see `own_student`)."""
     exports = teacher_export if isinstance(teacher_export, dict) else {"": teacher_export}
     c = copy.deepcopy(sweep.base)
+    own = own_student(sweep, method)
     with c.unlocked():
         c.seed = int(seed)
         if method == "baseline":
-            c.models = ml_collections.ConfigDict({"Student": copy.deepcopy(sweep.student)})
-            c.losses = ml_collections.ConfigDict({"gt_ce": loss_entry("gt_ce", 1.0, models=["Student"])})
-            c.export_model = "Student"
+            _alone(c, sweep.student)
             return c
-        mc = load_method_config(sweep.method_configs_dir, method)
+        mc = load_method_config(sweep.method_configs_dir, own[0] if own else method)
+        if own:  # the optimizer, batch and epochs of the method's config: its student was made for them
+            c.optim = copy.deepcopy(mc.optim)
+            c.train.batch_size, c.train.epochs = mc.train.batch_size, mc.train.epochs
+        if own and method != own[0]:  # the method's paired baseline: its student alone
+            student = copy.deepcopy(mc.models[mc.export_model])
+            student.kwargs.update(dict(own[1].get("baseline_kwargs") or {}))
+            student.capture, student.init = (), ""
+            _alone(c, student)
+            return c
         c.models = ml_collections.ConfigDict()
         for name, m in mc.models.items():
-            source = teacher_entry(sweep, teacher_name(sweep, name)) if m.frozen else sweep.student
+            source = teacher_entry(sweep, teacher_name(sweep, name)) if m.frozen else (m if own else sweep.student)
             entry = copy.deepcopy(m)
             entry.arch, entry.kwargs = source.arch, copy.deepcopy(source.kwargs)
             if m.frozen:
@@ -113,8 +121,40 @@ def method_config(sweep, method: str, seed: int, teacher_export):
             c.models[name] = entry
         c.losses = copy.deepcopy(mc.losses)
         c.export_model = mc.export_model
-        _method_optimizer(c, mc)
+        if not own:
+            _method_optimizer(c, mc)
     return c
+
+
+def _alone(c, student):
+    """`c` trains `student` alone on the labels (a baseline row)."""
+    c.models = ml_collections.ConfigDict({"Student": copy.deepcopy(student)})
+    c.losses = ml_collections.ConfigDict({"gt_ce": loss_entry("gt_ce", 1.0, models=["Student"])})
+    c.export_model = "Student"
+
+
+def own_student(sweep, method: str):
+    """(method config name, entry) when `method` is in `sweep.own_student` or is the baseline paired with one there;
+    else None. Such a method keeps its config's student and recipe (DeiT's ViT with its distillation token cannot
+    be swapped for the sweep's CNN student) and is paired with its own baseline row: that student alone on the
+    labels (with `baseline_kwargs`, e.g. distilled=False), same recipe and seeds."""
+    for name, entry in (sweep.get("own_student") or {}).items():
+        if method in (name, entry.baseline):
+            return name, entry
+    return None
+
+
+def paired_with(sweep, method: str):
+    """The baseline row `method`'s gains are paired against; None for a baseline row itself."""
+    if is_baseline(sweep, method):
+        return None
+    own = own_student(sweep, method)
+    return own[1].baseline if own else "baseline"
+
+
+def is_baseline(sweep, method: str) -> bool:
+    own = own_student(sweep, method)
+    return method == "baseline" or bool(own and method == own[1].baseline)
 
 
 def _method_optimizer(c, mc):
@@ -142,10 +182,10 @@ def teacher_dir(workdir: str, name: str = "") -> str:
 
 
 def teachers_needed(sweep, method: str):
-    """"" (the main teacher) plus each extra teacher the method's frozen models name; none for the baseline."""
-    if method == "baseline":
+    """"" (the main teacher) plus each extra teacher the method's frozen models name; none for a baseline row."""
+    if is_baseline(sweep, method):
         return ()
-    frozen = [n for n, m in load_method_config(sweep.method_configs_dir, method).models.items() if m.frozen]
+    frozen = [n for n, m in method_config(sweep, method, 0, "").models.items() if m.frozen]
     return ("",) + tuple(sorted(n for n in frozen if teacher_name(sweep, n)))
 
 
@@ -178,6 +218,10 @@ def _check_protocol(sweep):
                                                "validation split held out of the training data; set it (e.g. 10000)")
     if "baseline" not in sweep.methods:
         raise ConfigError("methods", "must include 'baseline': gains are paired differences against it")
+    for name, entry in (sweep.get("own_student") or {}).items():
+        if name not in sweep.methods or entry.get("baseline") not in sweep.methods:
+            raise ConfigError(f"own_student.{name}", f"{name!r} and its baseline row {entry.get('baseline')!r} "
+                                                     f"must both be in `methods` (its gains pair with that row)")
     sweep_grid.check_budgets(sweep)
     n = sweep.get("workers", 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
@@ -383,7 +427,8 @@ def collect(sweep, workdir: str, partial: bool = False) -> dict:
         k, settings = chosen(sweep, workdir, method)
         scores = trial_scores(sweep, workdir, method)
         losses = losses_text(sweep, method, cfg)
-        r = {"losses": losses, "seeds": seeds,
+        r = {"losses": losses, "seeds": seeds, "paired_with": paired_with(sweep, method),
+             "recipe": recipe_text(sweep, method, cfg),
              "trials": [{"settings": t, "val_top1": v, "seconds": _trial_seconds(trial_dir(workdir, method, i))}
                         for i, (t, v) in enumerate(zip(sweep_grid.trials(sweep, method), scores))],
              "chosen": k, "settings": settings,
@@ -421,14 +466,29 @@ def collect(sweep, workdir: str, partial: bool = False) -> dict:
 
 def losses_text(sweep, method: str, cfg=None) -> str:
     """The method's losses as the report lists them, with an optimizer choice (DOT) or gradient clip it keeps
-    (`cfg`: its method_config, when the caller has it already)."""
+    (`cfg`: its method_config, when the caller has it already); a method on its own student (`own_student`) has
+    its whole recipe in `recipe_text` instead."""
     cfg = cfg if cfg is not None else method_config(sweep, method, 0, "")
     text = "; ".join(_describe(e) for e in cfg.losses.values())
+    if own_student(sweep, method):
+        return text
     if cfg.optim.name != sweep.base.optim.name:  # an optimizer method (DOT)
         text += f"; optim {cfg.optim.name}(delta={cfg.optim.get('delta')})"
     if cfg.optim.get("grad_clip_norm") and not sweep.base.optim.get("grad_clip_norm"):
         text += f"; gradient norm clipped at {cfg.optim.grad_clip_norm:g}"
     return text
+
+
+def recipe_text(sweep, method: str, cfg=None) -> str:
+    """"" for a method on the sweep's student and recipe; else its student and recipe, as the report says them."""
+    if not own_student(sweep, method):
+        return ""
+    cfg = cfg if cfg is not None else method_config(sweep, method, 0, "")
+    m, o = cfg.models[cfg.export_model], cfg.optim
+    kwargs = ", ".join(f"{k}={v}" for k, v in sorted(m.kwargs.items()))
+    return (f"student `{m.arch}({kwargs})`, {o.name} lr {o.lr:g} (unless tuned), weight decay {o.weight_decay:g} "
+            f"(unless tuned), {o.schedule} schedule with {o.get('warmup_epochs', 0):g} warm-up epochs, batch "
+            f"{cfg.train.batch_size}, {cfg.train.epochs:g} epochs")
 
 
 def _trial_seconds(directory: str):

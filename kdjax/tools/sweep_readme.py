@@ -34,8 +34,12 @@ def _grid(trials) -> str:
     out = []
     for column, names in axes.items():
         values = list(dict.fromkeys(column))
-        out.append(f"{'='.join(names)} {{{', '.join(format(v, 'g') for v in values)}}}")
+        out.append(f"{'='.join(names)} {{{', '.join(_value(v) for v in values)}}}")
     return " × ".join(out)
+
+
+def _value(v) -> str:
+    return format(v, "g") if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
 def _gain(st) -> tuple:
@@ -54,7 +58,7 @@ def block(results: dict, path: str) -> str:
              f"{p['epochs']:g} epochs, settings chosen on the validation split, "
              f"{'/'.join(map(str, seeds))} paired seeds; gain = paired difference over the baseline (mean ± SE, "
              f"percentage points), two-sided paired t-test p and its Holm adjustment over all methods. Full report: "
-             f"[{os.path.dirname(path)}/results.md]({os.path.dirname(path)}/results.md).", "",
+             f"[{os.path.dirname(path)}/results.md]({os.path.dirname(path)}/results.md)." + _own_students(results), "",
              "| method | chosen settings | last epoch top-1 (%) | gain (pp) | p | p Holm | best epoch gain (pp) | p | "
              "grid tried |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -62,7 +66,7 @@ def block(results: dict, path: str) -> str:
         mean, std = sweep_stats.mean_std([100 * a for a in r["last"]])
         g, pv, ph = _gain(results["stats"]["last"].get(method))
         bg, bp, _ = _gain(results["stats"]["best"].get(method))
-        chosen = ", ".join(f"{_short(k)}={v:g}" for k, v in r["settings"].items())
+        chosen = ", ".join(f"{_short(k)}={_value(v)}" for k, v in r["settings"].items())
         lines.append(f"| {method} | {chosen} | {mean:.2f} ± {sweep_report.fmt(std)} | "
                      f"{g} | {pv} | {ph} | {bg} | {bp} | {_grid(r['trials'])} |")
     for which in ("last", "best"):
@@ -71,6 +75,14 @@ def block(results: dict, path: str) -> str:
                   f"{', '.join(plain) if plain else 'none'}; after Holm's correction: "
                   f"{', '.join(holm) if holm else 'none'}."]
     return "\n".join(lines + ["", END])
+
+
+def _own_students(results: dict) -> str:
+    """Rows on their own student (DeiT's ViT) say which baseline row their gain is over."""
+    own = [(m, sweep_report.baseline_of(r), r["recipe"]) for m, r in results["methods"].items()
+           if r.get("recipe") and sweep_report.baseline_of(r) is not None]
+    return "".join(f" `{m}` runs on its config's own student and recipe ({recipe}); its gain is over `{b}`, that "
+                   f"student alone on the labels, not over the CNN baseline." for m, b, recipe in own)
 
 
 def current(readme_text: str):

@@ -17,18 +17,29 @@ from kdjax.tools import sweep_grid, sweep_stats
 ALPHA = 0.05
 
 
+def baseline_of(r: dict):
+    """The row a method's record is paired against ("baseline" in reports written before `paired_with`); None for
+    a baseline row."""
+    return r.get("paired_with", "baseline")
+
+
+def compared(results: dict) -> list:
+    """The methods with a paired comparison (every row but the baseline rows), in report order."""
+    return [m for m, r in results["methods"].items() if m != "baseline" and baseline_of(r) is not None]
+
+
 def add_statistics(results: dict) -> dict:
-    """results["stats"][which][method]: paired statistics against the baseline (which: "last" or "best"), with
-    "p_holm" over the methods compared."""
-    base = results["methods"].get("baseline")
+    """results["stats"][which][method]: paired statistics against the method's baseline row (which: "last" or
+    "best"), with "p_holm" over all the methods compared."""
     results["stats"] = {}
     for which in ("last", "best"):
         table = {}
-        if base is not None:
-            b = {s: 100 * a for s, a in zip(base["seeds"], base[which])}
-            for method, r in results["methods"].items():
-                if method != "baseline":
-                    table[method] = sweep_stats.paired({s: 100 * a for s, a in zip(r["seeds"], r[which])}, b)
+        for method in compared(results):
+            r = results["methods"][method]
+            base = results["methods"].get(baseline_of(r))
+            if base is not None:
+                b = {s: 100 * a for s, a in zip(base["seeds"], base[which])}
+                table[method] = sweep_stats.paired({s: 100 * a for s, a in zip(r["seeds"], r[which])}, b)
         adjusted = sweep_stats.holm({m: st["p"] for m, st in table.items() if st is not None})
         for m, p in adjusted.items():
             table[m]["p_holm"] = p
@@ -69,7 +80,18 @@ def protocol_paragraph(results: dict) -> str:
         f"with the weights of its best validation epoch (earliest on a tie); the test split chooses nothing. Gains "
         f"are reported as mean ± standard error over the paired seeds with a 95% t confidence interval, Cohen's d_z "
         f"(mean/sd of the differences), the two-sided paired t-test p-value and its Holm–Bonferroni adjustment over "
-        f"all methods; mean ± std of accuracy is over the seeds." + _execution(p))
+        f"all methods; mean ± std of accuracy is over the seeds." + _own_students(results) + _execution(p))
+
+
+def _own_students(results: dict) -> str:
+    """The methods that keep their config's own student and recipe, and the baseline row each is paired with."""
+    rows = {m: r for m, r in results["methods"].items() if r.get("recipe")}
+    pairs = [(m, baseline_of(r)) for m, r in rows.items() if baseline_of(r) is not None]
+    return "".join(
+        f" Except: `{m}` keeps its config's own student and recipe ({rows[m]['recipe']}; the sweep's CNN student "
+        f"cannot take its place) and is paired against `{b}`, that student trained alone on the labels "
+        f"({rows[b]['recipe'] if b in rows else 'missing'}) with the same tuning budget and seeds; its gain is "
+        f"over `{b}`, not over the CNN baseline." for m, b in pairs)
 
 
 def _execution(p: dict) -> str:
@@ -169,7 +191,7 @@ def plot(results: dict, path: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = [m for m in results["methods"] if m != "baseline"]
+    methods = compared(results)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
     x = np.arange(len(methods))
     for i, (which, color) in enumerate((("last", "#4477aa"), ("best", "#ee7733"))):
@@ -181,7 +203,7 @@ def plot(results: dict, path: str):
     ax1.axhline(0, color="#555555", lw=0.8)
     _clip_outliers(ax1, results, methods)
     ax1.set_xticks(x, methods, rotation=45, ha="right")
-    ax1.set_ylabel("paired gain over the baseline (pp)")
+    ax1.set_ylabel("paired gain over its baseline row (pp)")
     ax1.set_title("gain, mean with 95% CI over paired seeds")
     ax1.legend()
     colors = plt.cm.tab20(np.linspace(0, 1, max(len(results["methods"]), 2)))

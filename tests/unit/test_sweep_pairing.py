@@ -29,9 +29,17 @@ def test_every_method_starts_the_student_where_the_baseline_does():
     cfg = load_config("configs/sweep_fashion_mnist.py")
     exports = {"": "/t", "Teacher2": "/t2"}
     base = sweep.run_config(cfg, "baseline", 3, exports)
-    for method in cfg.methods[1:]:  # every method: the same seed and the same Student entry as the baseline
+    for method in cfg.methods[1:]:  # every method: the same seed and the same Student entry as its baseline row
+        if sweep.is_baseline(cfg, method):
+            continue
         c = sweep.run_config(cfg, method, 3, exports, sweep.grid_trials(cfg, method)[-1])
         assert c.seed == 3 and c.export_model == "Student", method
+        if sweep.paired_with(cfg, method) != "baseline":  # own student (DeiT): its row drops the distillation token
+            row = sweep.run_config(cfg, sweep.paired_with(cfg, method), 3, exports)
+            own = sweep.own_student(cfg, method)[1]
+            assert row.seed == 3 and row.train.batch_size == c.train.batch_size, method
+            assert dict(row.models.Student.kwargs) == dict(c.models.Student.kwargs, **own.baseline_kwargs), method
+            continue
         assert (c.models.Student.arch, dict(c.models.Student.kwargs)) == (base.models.Student.arch,
                                                                            dict(base.models.Student.kwargs)), method
     # and the same initial weights, whatever other models the method adds (a frozen teacher, two teachers, a peer)
@@ -40,6 +48,19 @@ def test_every_method_starts_the_student_where_the_baseline_does():
         c = sweep.run_config(cfg, method, 3, exports, sweep.grid_trials(cfg, method)[0])
         assert _same(_student_init(c, c.seed), base_init), method
     assert not _same(_student_init(sweep.run_config(cfg, "baseline", 1, exports), 1), base_init)
+    # DeiT against its ViT row: every parameter both have starts equal; only the distillation token, its head and
+    # the position embedding (one token longer) are DeiT's own
+    deit = _flat(_student_init(sweep.run_config(cfg, "deit", 3, exports), 3))
+    vit = _flat(_student_init(sweep.run_config(cfg, "baseline_deit", 3, exports), 3))
+    differ = sorted(k for k in deit if not (k in vit and deit[k].shape == vit[k].shape
+                                            and np.array_equal(deit[k], vit[k])))
+    assert differ == ["dist_token", "head_dist/bias", "head_dist/kernel", "pos_embed"], differ
+    assert set(vit) <= set(deit)
+
+
+def _flat(tree):
+    return {"/".join(str(getattr(k, "key", k)) for k in path[1:]): v
+            for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _batches(config, n=3):
@@ -65,3 +86,9 @@ def test_same_seed_same_batches_for_baseline_and_method():
             np.testing.assert_array_equal(xa, xb)
             np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(base[0][1], _batches(sweep.run_config(cfg, "baseline", 4, "/t"))[0][1])
+    vit = _batches(sweep.run_config(cfg, "baseline_deit", 2, "/t"))  # DeiT's rows: their own batch size, paired
+    deit = _batches(sweep.run_config(cfg, "deit", 2, "/t", sweep.grid_trials(cfg, "deit")[0]))
+    assert vit[0][1].shape[0] == 64 != base[0][1].shape[0]
+    for (xa, ya), (xb, yb) in zip(vit, deit):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
