@@ -26,15 +26,15 @@ def _expected(config) -> dict:
 
 def check_finished_runs(sweep, workdir: str, exports: dict):
     """Refuse (one line) when a finished run of WORKDIR was made with other settings than the config now gives."""
-    from kdjax.tools import sweep as sw, sweep_grid
+    from kdjax.tools import sweep as sw, sweep_configs as sc, sweep_grid
 
     for method in sweep.methods:
-        runs = [(sw.trial_dir(workdir, method, k), lambda s=s: sw.run_config(sweep, method, int(sweep.tune_seed),
+        runs = [(sw.trial_dir(workdir, method, k), lambda s=s: sc.run_config(sweep, method, int(sweep.tune_seed),
                                                                             exports, s, final_test=False))
                 for k, s in enumerate(sweep_grid.trials(sweep, method))]
         if all(sw.finished(d) for d, _ in runs):  # the final runs' settings are the chosen trial's
             _, settings = sw.chosen(sweep, workdir, method)
-            runs += [(sw.run_dir(workdir, method, seed), lambda seed=seed: sw.run_config(sweep, method, seed,
+            runs += [(sw.run_dir(workdir, method, seed), lambda seed=seed: sc.run_config(sweep, method, seed,
                                                                                         exports, settings))
                      for seed in sw.seeds_of(sweep, method)]
         for directory, config in runs:

@@ -26,7 +26,7 @@ _NOT_PROTOCOL = ("label", "imported")
 
 def import_runs(sweep, workdir: str, report_path: str) -> dict:
     """Write the report's runs into WORKDIR (teachers already trained there); returns {method: runs imported}."""
-    from kdjax.tools import sweep as sw
+    from kdjax.tools import sweep as sw, sweep_configs as sc
 
     report = check_report(sweep, report_path)
     _check_same_teachers(sweep, workdir, report, report_path)
@@ -37,7 +37,7 @@ def import_runs(sweep, workdir: str, report_path: str) -> dict:
         if r is None:
             continue
         trials = sw.grid_trials(sweep, method)
-        if r["losses"] != sw.losses_text(sweep, method) or _norm([t["settings"] for t in r["trials"]]) != _norm(trials):
+        if r["losses"] != sc.losses_text(sweep, method) or _norm([t["settings"] for t in r["trials"]]) != _norm(trials):
             print(f"sweep: not importing {method}: its config or grid changed since {report_path}; it runs again",
                   flush=True)
         else:
@@ -48,7 +48,7 @@ def import_runs(sweep, workdir: str, report_path: str) -> dict:
         n = 0
         for k, t in enumerate(r["trials"]):
             n += _write_trial(sw.trial_dir(workdir, method, k), sw.val_key(sweep, method), t, source)
-        name = sw.method_config(sweep, method, 0, "").export_model
+        name = sc.method_config(sweep, method, 0, "").export_model
         for i, seed in enumerate(r["seeds"]):
             record = {f: r[f][i] for f in ("last", "best", "best_step", "val_last", "val_best", "seconds", "curves")}
             directory = sw.run_dir(workdir, method, seed)

@@ -87,19 +87,19 @@ def test_sweep_tunes_on_validation_runs_paired_seeds_reports_and_resumes(tmp_pat
 
 
 def test_multi_teacher_method_gets_each_frozen_model_its_own_teacher():
-    from kdjax.tools import sweep
+    from kdjax.tools import sweep_configs
 
     cfg = load_config("configs/sweep_fashion_mnist.py")
-    assert sweep.teachers_needed(cfg, "multi_teacher") == ("", "Teacher2")
-    assert sweep.teachers_needed(cfg, "kd") == ("",) and sweep.teachers_needed(cfg, "baseline") == ()
-    c = sweep.method_config(cfg, "multi_teacher", 1, {"": "/t/main", "Teacher2": "/t/second"})
+    assert sweep_configs.teachers_needed(cfg, "multi_teacher") == ("", "Teacher2")
+    assert sweep_configs.teachers_needed(cfg, "kd") == ("",) and sweep_configs.teachers_needed(cfg, "baseline") == ()
+    c = sweep_configs.method_config(cfg, "multi_teacher", 1, {"": "/t/main", "Teacher2": "/t/second"})
     assert (c.models.Teacher1.arch, c.models.Teacher1.init) == (cfg.teacher.arch, "/t/main")
     assert (c.models.Teacher2.arch, c.models.Teacher2.init) == ("ConvNet", "/t/second")
     assert dict(c.models.Teacher2.kwargs) == {"depth": 2, "stem_stride": 2}
     assert (c.models.Student.arch, c.seed) == (cfg.student.arch, 1)
     assert set(c.losses) == {"gt_ce", "kd_teacher1", "kd_teacher2"}
     # a plain string still means "every frozen model gets the main teacher"
-    assert sweep.method_config(cfg, "kd", 0, "/t/main").models.Teacher.init == "/t/main"
+    assert sweep_configs.method_config(cfg, "kd", 0, "/t/main").models.Teacher.init == "/t/main"
 
 
 def test_protocol_is_refused_without_a_validation_split_or_with_unequal_budgets(tmp_path):

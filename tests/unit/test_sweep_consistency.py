@@ -8,7 +8,7 @@ import pytest
 
 from conftest import load_config
 from kdjax.errors import KdjaxError
-from kdjax.tools import sweep
+from kdjax.tools import sweep, sweep_configs
 from kdjax.tools.sweep_consistency import check_finished_runs
 
 
@@ -32,10 +32,10 @@ def _finish(directory, config, val=0.8):
 def test_a_changed_grid_in_an_existing_workdir_is_refused(tmp_path):
     cfg, w, exports = _sweep(), str(tmp_path), {"": "/t/export"}
     for k, settings in enumerate(sweep.grid_trials(cfg, "kd")):
-        _finish(sweep.trial_dir(w, "kd", k), sweep.run_config(cfg, "kd", 100, exports, settings, final_test=False),
+        _finish(sweep.trial_dir(w, "kd", k), sweep_configs.run_config(cfg, "kd", 100, exports, settings, final_test=False),
                 val=0.8 + k / 100)
     chosen = sweep.grid_trials(cfg, "kd")[1]
-    _finish(sweep.run_dir(w, "kd", 0), sweep.run_config(cfg, "kd", 0, exports, chosen))
+    _finish(sweep.run_dir(w, "kd", 0), sweep_configs.run_config(cfg, "kd", 0, exports, chosen))
     check_finished_runs(cfg, w, exports)  # what it ran is what the config gives: reused
     with cfg.unlocked():
         cfg.grids = {"baseline": cfg.grids["baseline"], "kd": (("losses.kd.weight", (0.5, 0.7)),)}

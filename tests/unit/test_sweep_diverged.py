@@ -22,7 +22,7 @@ def test_a_diverged_tuning_trial_is_recorded_and_never_chosen(tmp_path, monkeypa
     from kdjax import train
     from kdjax.errors import ConfigError
     from kdjax.runtime.loop import NonFiniteLoss
-    from kdjax.tools import sweep, sweep_report
+    from kdjax.tools import sweep, sweep_configs, sweep_report
 
     def diverge(config, directory, restart=False):
         os.makedirs(directory, exist_ok=True)
@@ -31,7 +31,7 @@ def test_a_diverged_tuning_trial_is_recorded_and_never_chosen(tmp_path, monkeypa
     monkeypatch.setattr(train, "run", diverge)
     cfg, w = _sweep(), str(tmp_path)
     trial = sweep.trial_dir(w, "kd", 1)
-    config = sweep.run_config(cfg, "kd", 100, {"": "/t"}, sweep.grid_trials(cfg, "kd")[1], final_test=False)
+    config = sweep_configs.run_config(cfg, "kd", 100, {"": "/t"}, sweep.grid_trials(cfg, "kd")[1], final_test=False)
     assert sweep.execute(config, trial) == {}
     assert "non-finite" in json.loads(open(os.path.join(trial, sweep.DIVERGED)).read())["error"]
     assert sweep.finished(trial)
@@ -48,7 +48,7 @@ def test_a_diverged_tuning_trial_is_recorded_and_never_chosen(tmp_path, monkeypa
         for t, v in zip(sweep.grid_trials(cfg, "kd"), sweep.trial_scores(cfg, w, "kd"))]}}})
     assert "| diverged |" in lines[3] and "**yes**" in lines[2]
     # a final run that diverges is an error: its seed would be missing from the paired comparison
-    final = sweep.run_config(cfg, "kd", 0, {"": "/t"}, sweep.grid_trials(cfg, "kd")[0])
+    final = sweep_configs.run_config(cfg, "kd", 0, {"": "/t"}, sweep.grid_trials(cfg, "kd")[0])
     with pytest.raises(NonFiniteLoss):
         sweep.execute(final, sweep.run_dir(w, "kd", 0))
     assert not sweep.finished(sweep.run_dir(w, "kd", 0))

@@ -3,7 +3,7 @@ DOT: optim.name='dot') on that optimizer; every other method keeps the sweep's o
 
 from conftest import load_config
 from kdjax.config.check import check
-from kdjax.tools.sweep import method_config
+from kdjax.tools.sweep_configs import method_config
 
 NEW_METHODS = ("reviewkd", "pkt", "sp", "nst", "vid", "ofd", "ickd", "kd_dot")
 

@@ -9,14 +9,14 @@ import pytest
 from conftest import load_config
 from kdjax.config.check import check
 from kdjax.errors import ConfigError
-from kdjax.tools import sweep as sw
+from kdjax.tools import sweep as sw, sweep_configs as sc
 from kdjax.tools import sweep_readme, sweep_report
 
 
 def test_deit_keeps_its_vit_and_recipe_and_its_baseline_row_is_that_vit_alone():
     sweep = load_config("configs/sweep_fashion_mnist.py")
     deit_config = load_config("configs/deit.py")
-    deit = sw.method_config(sweep, "deit", 3, "/teacher/export")
+    deit = sc.method_config(sweep, "deit", 3, "/teacher/export")
     own = deit_config.models.Student
     assert (deit.models.Student.arch, dict(deit.models.Student.kwargs)) == (own.arch, dict(own.kwargs))
     assert deit.models.Student.kwargs["distilled"] and tuple(deit.models.Student.capture) == ("logits_dist",)
@@ -26,7 +26,7 @@ def test_deit_keeps_its_vit_and_recipe_and_its_baseline_row_is_that_vit_alone():
     assert (deit.train.batch_size, deit.train.epochs) == (deit_config.train.batch_size, deit_config.train.epochs)
     assert deit.data.holdout == sweep.base.data.holdout and deit.seed == 3  # the sweep's data and seeds
 
-    base = sw.method_config(sweep, "baseline_deit", 3, "/teacher/export")
+    base = sc.method_config(sweep, "baseline_deit", 3, "/teacher/export")
     assert list(base.models) == ["Student"] and list(base.losses) == ["gt_ce"]
     kwargs = dict(own.kwargs, distilled=False)
     assert (base.models.Student.arch, dict(base.models.Student.kwargs)) == (own.arch, kwargs)
@@ -34,12 +34,12 @@ def test_deit_keeps_its_vit_and_recipe_and_its_baseline_row_is_that_vit_alone():
     assert base.train.epochs == deit.train.epochs and base.seed == 3
     for method in ("deit", "baseline_deit"):
         for settings in sw.grid_trials(sweep, method):
-            check(sw.run_config(sweep, method, 0, "/t", settings), splits=(), inits=False)
+            check(sc.run_config(sweep, method, 0, "/t", settings), splits=(), inits=False)
 
-    assert sw.paired_with(sweep, "deit") == "baseline_deit" and sw.paired_with(sweep, "kd") == "baseline"
-    assert sw.paired_with(sweep, "baseline_deit") is None and sw.is_baseline(sweep, "baseline_deit")
-    assert sw.teachers_needed(sweep, "baseline_deit") == () and sw.teachers_needed(sweep, "deit") == ("",)
-    assert sw.recipe_text(sweep, "kd") == "" and "ViT(" in sw.recipe_text(sweep, "deit")
+    assert sc.paired_with(sweep, "deit") == "baseline_deit" and sc.paired_with(sweep, "kd") == "baseline"
+    assert sc.paired_with(sweep, "baseline_deit") is None and sc.is_baseline(sweep, "baseline_deit")
+    assert sc.teachers_needed(sweep, "baseline_deit") == () and sc.teachers_needed(sweep, "deit") == ("",)
+    assert sc.recipe_text(sweep, "kd") == "" and "ViT(" in sc.recipe_text(sweep, "deit")
 
 
 def test_an_own_student_row_without_its_baseline_row_is_refused():

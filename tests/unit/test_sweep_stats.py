@@ -70,11 +70,11 @@ def test_grid_trials_tied_paths_budgets_and_choice():
         cfg.grids.kd = (("losses.kd.weight", (0.5, 0.9, 1.5)),)
     with pytest.raises(ConfigError, match="grids.kd"):
         sweep_grid.check_budgets(cfg)
-    from kdjax.tools import sweep
+    from kdjax.tools import sweep_configs
 
-    c = sweep.run_config(cfg, "kd", 3, "/t", {"losses.kd.params.temperature": 2.0, "optim.lr": 0.05},
+    c = sweep_configs.run_config(cfg, "kd", 3, "/t", {"losses.kd.params.temperature": 2.0, "optim.lr": 0.05},
                          final_test=False)
     assert (c.losses.kd.params.temperature, c.optim.lr, c.seed, c.train.final_test) == (2.0, 0.05, 3, False)
     with pytest.raises(ConfigError, match="grids.kd"):
-        sweep.run_config(cfg, "kd", 0, "/t", {"losses.kdd.weight": 1.0})
+        sweep_configs.run_config(cfg, "kd", 0, "/t", {"losses.kdd.weight": 1.0})
     assert sweep_grid.choose([0.8, 0.9, 0.9, 0.85]) == 1  # the earliest best
