@@ -76,9 +76,10 @@ def _check_protocol(sweep):
     if "baseline" not in sweep.methods:
         raise ConfigError("methods", "must include 'baseline': gains are paired differences against it")
     for name, entry in (sweep.get("own_student") or {}).items():
-        if name not in sweep.methods or entry.get("baseline") not in sweep.methods:
-            raise ConfigError(f"own_student.{name}", f"{name!r} and its baseline row {entry.get('baseline')!r} "
-                                                     f"must both be in `methods` (its gains pair with that row)")
+        if name in sweep.methods and entry.get("baseline") not in sweep.methods:
+            raise ConfigError(f"own_student.{name}", f"{name!r} is in `methods` but its baseline row "
+                                                     f"{entry.get('baseline')!r} is not: add it (its gains pair "
+                                                     f"with that row)")
     sweep_grid.check_budgets(sweep)
     n = sweep.get("workers", 1)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
