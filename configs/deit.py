@@ -17,7 +17,8 @@ Offline default, measured once (2026-12-02) with `/usr/bin/time -v python -m kdj
 23 min 49 s wall at 32% of a core on that busy machine; 459 s of CPU time in all (teacher phase 1,872 steps,
 distillation 1,874 steps of batch 64), so an idle 2-core machine needs less wall time than that; peak RSS 986 MB.
 The same ViT without a distillation token, trained with the class-head CE alone (distillation_type='none', same
-seed, schedule and teacher run): 84.53%; one seed each, so the +0.44 pp of distillation is not established. A ViT
+seed, schedule and teacher run): 84.53%; one seed each, so the +0.44 pp of distillation is not established (the
+benchmark's tuned, 5-seed paired comparison, docs/results/README.md: +0.18 ± 0.13 pp, p 0.25). A ViT
 learns slower than a CNN from 60k small images (the README's results table has the 6.9k-parameter
 `convnet_student` at 88.75% with KD after 4 epochs).
 
