@@ -42,7 +42,6 @@ quiet_orbax_tracebacks()  # a failed write is reported once, in one line (PhaseC
 SYNC_DIRECTORIES = ocp.options.AsyncOptions(create_directories_asynchronously=False)
 
 
-
 def remove_partial(path: str, patience_s: float = 5.0) -> bool:
     """Delete what a failed Orbax save left at `path`; False if it kept coming back for `patience_s`.
 

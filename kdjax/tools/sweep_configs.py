@@ -153,7 +153,7 @@ def teachers_needed(sweep, method: str):
     """"" (the main teacher) plus each extra teacher the method's frozen models name; none for a baseline row."""
     if is_baseline(sweep, method):
         return ()
-    frozen = [n for n, m in method_config(sweep, method, 0, "").models.items() if m.frozen]
+    frozen = [n for n, m in load_method_config(sweep.method_configs_dir, method).models.items() if m.frozen]
     return ("",) + tuple(sorted(n for n in frozen if teacher_name(sweep, n)))
 
 

@@ -79,10 +79,9 @@ def block(results: dict, path: str) -> str:
 
 def _own_students(results: dict) -> str:
     """Rows on their own student (DeiT's ViT) say which baseline row their gain is over."""
-    own = [(m, sweep_report.baseline_of(r), r["recipe"]) for m, r in results["methods"].items()
-           if r.get("recipe") and sweep_report.baseline_of(r) is not None]
-    return "".join(f" `{m}` runs on its config's own student and recipe ({recipe}); its gain is over `{b}`, that "
-                   f"student alone on the labels, not over the CNN baseline." for m, b, recipe in own)
+    return "".join(f" `{m}` runs on its config's own student and recipe ({results['methods'][m]['recipe']}); its "
+                   f"gain is over `{b}`, that student alone on the labels, not over the CNN baseline."
+                   for m, b in sweep_report.own_student_rows(results))
 
 
 def current(readme_text: str):

@@ -83,15 +83,19 @@ def protocol_paragraph(results: dict) -> str:
         f"all methods; mean ± std of accuracy is over the seeds." + _own_students(results) + _execution(p))
 
 
+def own_student_rows(results: dict) -> list:
+    """(method, its baseline row) for each method on its config's own student (a `recipe` in its record)."""
+    return [(m, baseline_of(r)) for m, r in results["methods"].items() if r.get("recipe") and baseline_of(r)]
+
+
 def _own_students(results: dict) -> str:
     """The methods that keep their config's own student and recipe, and the baseline row each is paired with."""
-    rows = {m: r for m, r in results["methods"].items() if r.get("recipe")}
-    pairs = [(m, baseline_of(r)) for m, r in rows.items() if baseline_of(r) is not None]
+    rows = results["methods"]
     return "".join(
         f" Except: `{m}` keeps its config's own student and recipe ({rows[m]['recipe']}; the sweep's CNN student "
         f"cannot take its place) and is paired against `{b}`, that student trained alone on the labels "
         f"({rows[b]['recipe'] if b in rows else 'missing'}) with the same tuning budget and seeds; its gain is "
-        f"over `{b}`, not over the CNN baseline." for m, b in pairs)
+        f"over `{b}`, not over the CNN baseline." for m, b in own_student_rows(results))
 
 
 def _execution(p: dict) -> str:
