@@ -25,8 +25,8 @@ from kdjax.cli import flags as cli_flags  # noqa: E402
 
 from kdjax.tools import sweep_grid, sweep_report
 # what each run of the protocol trains (a method's losses on the sweep's models, data and budget): sweep_configs.py
-from kdjax.tools.sweep_configs import (extra_teachers, losses_text, method_config, paired_with, recipe_text,
-                                       run_config, teacher_config, teacher_entry, teachers_needed)
+from kdjax.tools.sweep_configs import (extra_teachers, losses_text, method_config, method_config_path, paired_with,
+                                       recipe_text, run_config, teacher_config, teacher_entry, teachers_needed)
 
 _CONFIG = cli_flags.DEFINE_config_file("config", None, "Sweep config, e.g. configs/sweep_fashion_mnist.py.")
 _WORKDIR = cli_flags.DEFINE_string("workdir", None, "Directory for the teacher, every run and the results.")
@@ -75,8 +75,14 @@ def _check_protocol(sweep):
                                                "validation split held out of the training data; set it (e.g. 10000)")
     if "baseline" not in sweep.methods:
         raise ConfigError("methods", "must include 'baseline': gains are paired differences against it")
-    for name, entry in (sweep.get("own_student") or {}).items():
-        if name in sweep.methods and entry.get("baseline") not in sweep.methods:
+    own = sweep.get("own_student") or {}
+    for name, entry in own.items():
+        row = entry.get("baseline")
+        if not row or row == "baseline" or row in own or os.path.isfile(method_config_path(sweep.method_configs_dir, row)):
+            # a method's name here would turn it into this baseline row (or pair with the CNN baseline)
+            raise ConfigError(f"own_student.{name}.baseline", f"is {row!r}: name a row of its own (e.g. "
+                                                              f"'baseline_{name}'), not 'baseline' or a method")
+        if name in sweep.methods and row not in sweep.methods:
             raise ConfigError(f"own_student.{name}", f"{name!r} is in `methods` but its baseline row "
                                                      f"{entry.get('baseline')!r} is not: add it (its gains pair "
                                                      f"with that row)")

@@ -15,10 +15,14 @@ from kdjax.config.defaults import loss_entry
 from kdjax.tools import sweep_grid
 
 
-def load_method_config(directory: str, method: str):
+def method_config_path(directory: str, method: str) -> str:
     from kdjax.cli.config_path import resolve
 
-    path = resolve(os.path.join(directory, f"{method}.py"))  # configs/ of the installed package when not here
+    return resolve(os.path.join(directory, f"{method}.py"))  # configs/ of the installed package when not here
+
+
+def load_method_config(directory: str, method: str):
+    path = method_config_path(directory, method)
     if not os.path.isfile(path):
         from kdjax.errors import ConfigError
 

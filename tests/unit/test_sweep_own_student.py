@@ -50,6 +50,16 @@ def test_an_own_student_row_without_its_baseline_row_is_refused():
         sw._check_protocol(sweep)
 
 
+@pytest.mark.parametrize("row", ["baseline", "kd", "deit", ""])
+def test_a_baseline_row_named_like_the_baseline_or_a_method_is_refused(row):
+    """Else DeiT would silently pair with the CNN baseline, or KD would become a ViT trained alone."""
+    sweep = load_config("configs/sweep_fashion_mnist.py")
+    with sweep.unlocked():
+        sweep.own_student.deit.baseline = row
+    with pytest.raises(ConfigError, match="own_student.deit.baseline"):
+        sw._check_protocol(sweep)
+
+
 def _record(accs, paired_with="baseline", recipe=""):
     accs = [a / 100 for a in accs]
     return {"seeds": list(range(len(accs))), "last": accs, "best": accs, "paired_with": paired_with,
